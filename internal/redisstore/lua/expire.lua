@@ -1,0 +1,53 @@
+-- expire: settle sessions whose TTL ran out. Used by the sweep (no members
+-- given: take up to ARGV[5] entries from the head of the deadline index whose
+-- deadline has passed) and by the keyspace listener (members given). An entry
+-- is acted on only while it is still in the index, so running this twice, or
+-- from two replicas, or from both paths, makes exactly one transition.
+-- KEYS[1]  deadline index of the shard
+-- ARGV[1]  shard prefix  ARGV[2] now (ms)  ARGV[3] TTL (ms)  ARGV[4] stream maxlen
+-- ARGV[5]  sweep limit (0 when members are given)  ARGV[6..] members "uid:sid"
+-- Returns {examined, {uid, last_seen, deadline, stream id or ""}...} with one
+-- row per session that ended (the stream id is "" when the user stayed online
+-- through another session).
+local now, ttl, maxlen, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local members
+if limit > 0 then
+  members = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', now, 'LIMIT', 0, limit)
+else
+  members = {}
+  for i = 6, #ARGV do members[#members + 1] = ARGV[i] end
+end
+local out = {#members}
+for _, m in ipairs(members) do
+  local uid, sid = string.match(m, '^(%d+):(.+)$')
+  local score = redis.call('ZSCORE', K_DEADLINES, m)
+  if not uid then
+    redis.call('ZREM', K_DEADLINES, m)
+  elseif score then
+    local pttl = redis.call('PTTL', k_live(uid, sid))
+    if pttl >= 0 then
+      -- Still live (a heartbeat raced the index, or clocks differ): move the
+      -- entry to the key's real deadline.
+      redis.call('ZADD', K_DEADLINES, now + pttl, m)
+    elseif pttl == -1 then
+      -- A live key without a TTL would never expire; restore the TTL.
+      redis.call('PEXPIRE', k_live(uid, sid), ttl)
+      redis.call('ZADD', K_DEADLINES, now + ttl, m)
+    else
+      redis.call('ZREM', K_DEADLINES, m)
+      local last = tonumber(score) - ttl
+      local skey = k_sessions(uid)
+      local rec = parse_session(redis.call('HGET', skey, sid) or '')
+      if rec then
+        rec.last = tostring(last)
+        redis.call('HSET', skey, sid, format_session(rec))
+      end
+      local ev = false
+      if count_live(uid) == 0 then
+        ev = settle_offline(uid, last, 'expired', now, ttl, maxlen)
+      end
+      out[#out + 1] = {tonumber(uid), last, tonumber(score), ev or ''}
+    end
+  end
+end
+return out

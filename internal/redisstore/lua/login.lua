@@ -1,0 +1,16 @@
+-- login: start a session for an active user and mark it live.
+-- KEYS[1]  user hash
+-- ARGV[1]  shard prefix  ARGV[2] user id  ARGV[3] now (ms)  ARGV[4] TTL (ms)
+-- ARGV[5]  stream maxlen ARGV[6] user agent  ARGV[7] refresh id  ARGV[8] refresh expiry (ms)
+-- Returns {"notfound"}, {"inactive"} or {"ok", session id, stream id or "", user hash as a flat array}.
+local uid, now, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local status = redis.call('HGET', k_user(uid), 'status')
+if not status then return {'notfound'} end
+if status ~= 'active' then return {'inactive'} end
+prune_sessions(uid, now)
+local sid = tostring(redis.call('HINCRBY', k_user(uid), 'sq', 1))
+redis.call('HSET', k_sessions(uid), sid,
+  format_session({created = ARGV[3], last = ARGV[3], rid = ARGV[7], rexp = ARGV[8], ua = ARGV[6]}))
+make_live(uid, sid, now, ttl)
+local ev = set_online(uid, 'login', now, tonumber(ARGV[5]))
+return {'ok', sid, ev or '', redis.call('HGETALL', k_user(uid))}

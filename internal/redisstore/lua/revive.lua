@@ -1,0 +1,22 @@
+-- revive: the heartbeat's slow path, run when SET XX found no live key. It
+-- tells a revoked session from one whose TTL merely ran out, and brings the
+-- latter back (the user goes online again if the expiry already took them
+-- offline).
+-- KEYS[1]  user hash
+-- ARGV[1]  shard prefix  ARGV[2] user id  ARGV[3] session id  ARGV[4] token version
+-- ARGV[5]  now (ms)      ARGV[6] TTL (ms) ARGV[7] stream maxlen
+-- Returns {"revoked"}, {"inactive"} or {"ok", online_status, stream id or ""}.
+local uid, sid, now = ARGV[2], ARGV[3], tonumber(ARGV[5])
+local u = redis.call('HMGET', k_user(uid), 'status', 'tv')
+if not u[1] or u[2] ~= ARGV[4] then return {'revoked'} end
+local raw = redis.call('HGET', k_sessions(uid), sid)
+if not raw then return {'revoked'} end
+if u[1] ~= 'active' then return {'inactive'} end
+local rec = parse_session(raw)
+if not rec or rec.rexp <= now then
+  end_session(uid, sid)
+  return {'revoked'}
+end
+make_live(uid, sid, now, tonumber(ARGV[6]))
+local ev = set_online(uid, 'heartbeat', now, tonumber(ARGV[7]))
+return {'ok', redis.call('HGET', k_user(uid), 'online_status'), ev or ''}

@@ -1,0 +1,134 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/presenced/presenced/internal/auth"
+	"github.com/presenced/presenced/internal/metrics"
+	"github.com/presenced/presenced/internal/presence"
+)
+
+// Registration modes (PRESENCE_REGISTRATION).
+const (
+	// RegistrationApproval creates pending accounts that an admin approves.
+	RegistrationApproval = "approval"
+	// RegistrationOpen creates active accounts and logs them in at once.
+	RegistrationOpen = "open"
+	// RegistrationClosed refuses every registration with 403.
+	RegistrationClosed = "closed"
+)
+
+// Config holds what the HTTP API needs. Store, Tokens, Hasher and Metrics are
+// required.
+type Config struct {
+	// Store keeps accounts, sessions and presence.
+	Store presence.Store
+	// Tokens issues and parses access and refresh tokens.
+	Tokens *auth.Tokens
+	// Hasher hashes and checks passwords.
+	Hasher *auth.Hasher
+	// Metrics receives the HTTP metrics and serves /metrics.
+	Metrics *metrics.Metrics
+	// Logger receives the access log and the causes of errors. Default:
+	// discard.
+	Logger *slog.Logger
+	// Registration is RegistrationApproval, RegistrationOpen or
+	// RegistrationClosed. Default RegistrationApproval.
+	Registration string
+	// CORSOrigins are the origins browsers may call from ("*" for any).
+	// Default none: no CORS headers, and preflight requests get 403.
+	CORSOrigins []string
+	// RequestTimeout bounds the Store work of one request. Default 5s.
+	RequestTimeout time.Duration
+	// Ready is the readiness probe of /readyz. Default Store.Ping.
+	Ready func(ctx context.Context) error
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// server holds the dependencies of the handlers.
+type server struct {
+	store        presence.Store
+	tokens       *auth.Tokens
+	hasher       *auth.Hasher
+	metrics      *metrics.Metrics
+	log          *slog.Logger
+	registration string
+	cors         corsPolicy
+	timeout      time.Duration
+	ready        func(ctx context.Context) error
+	now          func() time.Time
+
+	// Request IDs are idPrefix + "-" + a counter: unique per process run
+	// without a random read per request.
+	idPrefix string
+	idSeq    atomic.Uint64
+}
+
+// New validates cfg, fills its defaults and returns the HTTP handler of the
+// whole API, middleware included.
+func New(cfg Config) (http.Handler, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("httpapi: Store is required")
+	case cfg.Tokens == nil:
+		return nil, errors.New("httpapi: Tokens is required")
+	case cfg.Hasher == nil:
+		return nil, errors.New("httpapi: Hasher is required")
+	case cfg.Metrics == nil:
+		return nil, errors.New("httpapi: Metrics is required")
+	}
+	switch cfg.Registration {
+	case "":
+		cfg.Registration = RegistrationApproval
+	case RegistrationApproval, RegistrationOpen, RegistrationClosed:
+	default:
+		return nil, fmt.Errorf("httpapi: registration mode %q: want %s, %s or %s",
+			cfg.Registration, RegistrationApproval, RegistrationOpen, RegistrationClosed)
+	}
+	if cfg.RequestTimeout < 0 {
+		return nil, fmt.Errorf("httpapi: request timeout %v is negative", cfg.RequestTimeout)
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = cfg.Store.Ping
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cors, err := newCORSPolicy(cfg.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("httpapi: request id prefix: %w", err)
+	}
+	s := &server{
+		store:        cfg.Store,
+		tokens:       cfg.Tokens,
+		hasher:       cfg.Hasher,
+		metrics:      cfg.Metrics,
+		log:          cfg.Logger,
+		registration: cfg.Registration,
+		cors:         cors,
+		timeout:      cfg.RequestTimeout,
+		ready:        cfg.Ready,
+		now:          cfg.Now,
+		idPrefix:     hex.EncodeToString(b[:]),
+	}
+	return s.middleware(s.router()), nil
+}

@@ -150,7 +150,7 @@ func specRouter(t testing.TB) routers.Router {
 // the OpenAPI document against it: status listed, headers and body of the
 // declared schema.
 type validatingTransport struct {
-	t      *testing.T
+	t      reporter
 	router routers.Router
 	base   http.RoundTripper
 }
@@ -195,6 +195,12 @@ func (v *validatingTransport) validate(req *http.Request, resp *http.Response, b
 		v.t.Errorf("%s %s: response %d %s does not match the OpenAPI document: %v",
 			req.Method, req.URL.Path, resp.StatusCode, body, err)
 	}
+}
+
+// reporter is the part of testing.T the validating transport reports to.
+type reporter interface {
+	Helper()
+	Errorf(format string, args ...any)
 }
 
 // result is a response, read whole.

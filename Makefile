@@ -1,0 +1,42 @@
+# presenced developer tasks. `make help` lists them.
+
+GO       ?= go
+BIN      := bin
+FUZZTIME ?= 10s
+# Go files to format and check; testdata may hold deliberately odd files.
+GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*')
+
+.PHONY: help run build test test-short fmt vet lint fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+run: ## run the service (REDIS_URL unset: embedded Redis, no setup needed)
+	$(GO) run ./cmd/presenced
+
+build: ## build bin/presenced
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/presenced
+
+test: ## install test deps, then every test with the race detector against real redis-servers
+	./scripts/test-deps.sh
+	PRESENCE_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 8m ./...
+
+test-short: ## quick tests: no race detector, slow tests skipped
+	$(GO) test -short -count=1 ./...
+
+fmt: ## gofmt every Go file
+	gofmt -w $(GOFILES)
+
+vet: ## go vet
+	$(GO) vet ./...
+
+lint: ## fail on unformatted files, then go vet
+	@unformatted=$$(gofmt -l $(GOFILES)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz: ## run every Fuzz* target for FUZZTIME (default 10s) each
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+clean: ## remove build and test outputs
+	rm -rf $(BIN) artifacts coverage.out coverage.html

@@ -107,16 +107,16 @@ func checkJSON(body []byte) error {
 		if err != nil {
 			return badRequest("Request body is not valid JSON")
 		}
-		if len(stack) > 0 && stack[len(stack)-1].keys != nil && stack[len(stack)-1].expectKey {
-			top := stack[len(stack)-1]
-			name, _ := tok.(string)
-			folded := foldName(name)
-			if top.keys[folded] {
-				return badRequest(fmt.Sprintf("Duplicate member %q in the request body", name))
+		if name, ok := tok.(string); ok && len(stack) > 0 {
+			if f := stack[len(stack)-1]; f.keys != nil && f.expectKey {
+				folded := foldName(name)
+				if f.keys[folded] {
+					return badRequest(fmt.Sprintf("Duplicate member %q in the request body", name))
+				}
+				f.keys[folded] = true
+				f.expectKey = false
+				continue
 			}
-			top.keys[folded] = true
-			top.expectKey = false
-			continue
 		}
 		switch tok {
 		case json.Delim('{'):

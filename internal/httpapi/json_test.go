@@ -37,3 +37,51 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckJSON(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{}`, true},
+		{`{"a":{}}`, true},
+		{`{"a":[{}, {"b":1}], "c":{"d":[]}}`, true},
+		{`{"a":"}","b":"{"}`, true},
+		{`{"a":{"b":1},"b":2}`, true}, // the same name in different objects
+		{`{"a":["a","a"]}`, true},     // strings in arrays are not names
+		{`{"a":{"x":1},"c":{"x":2}}`, true},
+		{`{}  ` + "\n", true},
+		{`{"a":1,"a":1}`, false},
+		{`{"a":{},"a":{}}`, false},
+		{`{"a":{"b":[],"b":[]}}`, false},
+		{`{"Ids":1,"iDs":2}`, false},
+		{`{}{}`, false},
+		{`{}]`, false},
+		{`{"a":1,}`, false},
+		{`{"a" 1}`, false},
+	} {
+		err := checkJSON([]byte(tc.body))
+		if (err == nil) != tc.ok {
+			t.Errorf("checkJSON(%s): got %v, want ok %v", tc.body, err, tc.ok)
+		}
+	}
+}
+
+func TestTruncateUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"},
+		{"abcdef", 3, "abc"},
+		{"aé", 2, "a"}, // é is two bytes: not cut in half
+		{"aé", 3, "aé"},
+		{"a\xffb", 8, "a\uFFFDb"},
+		{"日本語", 4, "日"},
+	} {
+		if got := truncateUTF8(tc.in, tc.n); got != tc.want {
+			t.Errorf("truncateUTF8(%q, %d): got %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

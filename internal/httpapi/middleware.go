@@ -171,11 +171,15 @@ func (s *server) observe(next http.Handler) http.Handler {
 			if !s.log.Enabled(r.Context(), slog.LevelInfo) {
 				return
 			}
-			attrs := make([]slog.Attr, 0, 7)
+			route := st.route
+			if route == "" {
+				route = "unmatched" // as the metrics label it
+			}
+			attrs := make([]slog.Attr, 0, 6)
 			attrs = append(attrs,
 				slog.String("request_id", st.id),
 				slog.String("method", r.Method),
-				slog.String("route", st.route),
+				slog.String("route", route),
 				slog.Int("status", status),
 				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
 			if st.userID != 0 {

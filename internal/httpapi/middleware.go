@@ -34,15 +34,11 @@ type requestState struct {
 	id string
 	// route is the mux template of the matched route ("" when none).
 	route string
-	// authed is set once the access token and its session were checked;
-	// ref, userID and presence are valid from then on.
-	authed   bool
+	// userID is the caller's, as soon as a token names them (for the
+	// logs); ref and presence are set once the session was checked.
 	userID   int64
 	ref      presence.SessionRef
 	presence presence.Status
-	// user is loaded only for routes that require a role (the role comes
-	// from the store, not from the token: roles can change).
-	user presence.User
 }
 
 type stateKey struct{}
@@ -358,9 +354,8 @@ func (s *server) authorize(r *http.Request, st *requestState, mode authMode, rol
 		if !(u.Role == presence.RoleAdmin || role == staffRole && u.Role.CanList()) {
 			return errPermissionDenied
 		}
-		st.user = u
 	}
-	st.authed, st.ref, st.presence = true, claims.SessionRef, status
+	st.ref, st.presence = claims.SessionRef, status
 	return nil
 }
 

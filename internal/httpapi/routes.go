@@ -93,7 +93,7 @@ func (s *server) opsRoutes() []route {
 	return []route{
 		{method: http.MethodGet, path: "/healthz", handler: s.healthz},
 		{method: http.MethodGet, path: "/readyz", handler: s.readyz},
-		{method: http.MethodGet, path: "/metrics", stream: true, handler: s.metrics.Handler().ServeHTTP},
+		{method: http.MethodGet, path: "/metrics", handler: s.metrics.Handler().ServeHTTP},
 		{method: http.MethodGet, path: "/api/openapi.yaml", handler: s.openAPI},
 	}
 }
@@ -107,7 +107,6 @@ func (s *server) router() *mux.Router {
 	r.StrictSlash(false)
 	r.SkipClean(true)
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
-	r.MethodNotAllowedHandler = http.HandlerFunc(s.notFound) // never reached: see addRoutes
 
 	// One subrouter per prefix: a request under the other prefix is turned
 	// away by one prefix check instead of by every route of the table.
@@ -120,9 +119,9 @@ func (s *server) router() *mux.Router {
 }
 
 // addRoutes adds rts to r, whose routes live under prefix, each path with
-// and without its trailing slash. After a path's methods comes a catch-all route for the same path
-// that answers 405 with an Allow header (mux's own 405 handler does not know
-// which methods the path has).
+// and without its trailing slash. After a path's methods comes a catch-all
+// route for the same path that answers 405 with an Allow header (mux's own
+// 405 handler does not know which methods the path has, so it is never used).
 func (s *server) addRoutes(r *mux.Router, prefix string, rts []route) {
 	var paths []string
 	byPath := map[string][]route{}

@@ -95,6 +95,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 	m := metrics.New()
 	store, err := redisstore.New(rdb, redisstore.Config{
 		Prefix: cfg.KeyPrefix, Shards: cfg.Shards, TTL: cfg.TTL, EventsMaxLen: cfg.EventsMaxLen, Logger: log,
+		AwayAfter: cfg.AwayAfter, SweepInterval: cfg.SweepInterval,
 		OnTransition: func(s presence.OnlineStatus, r presence.Reason) { m.ObserveTransition(s, r) },
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ const (
 	EnvJWTSecretFile     = "PRESENCE_JWT_SECRET_FILE"
 	EnvTTL               = "PRESENCE_TTL"
 	EnvSweepInterval     = "PRESENCE_SWEEP_INTERVAL"
+	EnvAwayAfter         = "PRESENCE_AWAY_AFTER"
 	EnvAccessTokenTTL    = "PRESENCE_ACCESS_TOKEN_TTL"
 	EnvRefreshTokenTTL   = "PRESENCE_REFRESH_TOKEN_TTL"
 	EnvKeyPrefix         = "PRESENCE_KEY_PREFIX"
@@ -39,6 +40,7 @@ const (
 	DefaultEmbeddedRedisAddr = "127.0.0.1:6380"
 	DefaultTTL               = 120 * time.Second
 	DefaultSweepInterval     = time.Second
+	DefaultAwayAfter         = 5 * time.Minute
 	DefaultAccessTokenTTL    = 15 * time.Minute
 	DefaultRefreshTokenTTL   = 168 * time.Hour
 	DefaultKeyPrefix         = "presence:"
@@ -136,6 +138,11 @@ type Config struct {
 	// sessions whose keyspace event was lost (PRESENCE_SWEEP_INTERVAL),
 	// between MinSweepInterval and TTL. Default 1s.
 	SweepInterval time.Duration
+	// AwayAfter is how long a user with live sessions may show no activity
+	// (heartbeats with "active": false only) before they are away
+	// (PRESENCE_AWAY_AFTER); "0" disables away detection, otherwise at least
+	// MinTTL. Default 5m.
+	AwayAfter time.Duration
 	// AccessTokenTTL is the lifetime of access tokens
 	// (PRESENCE_ACCESS_TOKEN_TTL), at least MinTokenTTL. Default 15m.
 	AccessTokenTTL time.Duration
@@ -206,6 +213,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("jwt_secret_set", len(c.JWTSecret) > 0),
 		slog.Duration("ttl", c.TTL),
 		slog.Duration("sweep_interval", c.SweepInterval),
+		slog.Duration("away_after", c.AwayAfter),
 		slog.Duration("access_token_ttl", c.AccessTokenTTL),
 		slog.Duration("refresh_token_ttl", c.RefreshTokenTTL),
 		slog.String("key_prefix", c.KeyPrefix),

@@ -13,6 +13,7 @@
 //	PRESENCE_JWT_SECRET(_FILE)    HS256 key, >= 32 bytes; required with REDIS_URL
 //	PRESENCE_TTL                  session presence TTL [120s]
 //	PRESENCE_SWEEP_INTERVAL       backup expiry sweep period [1s]
+//	PRESENCE_AWAY_AFTER           no activity for this long makes a connected user away; 0 disables [5m]
 //	PRESENCE_ACCESS_TOKEN_TTL     access token lifetime [15m]
 //	PRESENCE_REFRESH_TOKEN_TTL    refresh token (and session) lifetime [168h]
 //	PRESENCE_KEY_PREFIX           prefix of every Redis key [presence:]

@@ -56,6 +56,11 @@ func Load(getenv func(string) string) (Config, error) {
 	if ttlOK && sweepOK && c.SweepInterval > c.TTL {
 		l.fail(EnvSweepInterval, "must not be longer than %s (%s), got %s", EnvTTL, c.TTL, c.SweepInterval)
 	}
+	if l.str(EnvAwayAfter) == "0" {
+		c.AwayAfter = 0
+	} else {
+		c.AwayAfter, _ = l.durationOK(EnvAwayAfter, DefaultAwayAfter, MinTTL)
+	}
 	c.AccessTokenTTL, accessOK = l.durationOK(EnvAccessTokenTTL, DefaultAccessTokenTTL, MinTokenTTL)
 	c.RefreshTokenTTL, refreshOK = l.durationOK(EnvRefreshTokenTTL, DefaultRefreshTokenTTL, MinTokenTTL)
 	if accessOK && refreshOK && c.RefreshTokenTTL <= c.AccessTokenTTL {

@@ -53,6 +53,30 @@ type Store interface {
 	// was ended or the token version is stale; ErrAccountInactive when the
 	// account is no longer active.
 	Touch(ctx context.Context, ref SessionRef) (Status, error)
+	// TouchIdle is Touch for a heartbeat that reports no user activity (the
+	// tab is hidden or the user idle): the session stays live but the
+	// heartbeat does not count as activity, so after the away period without
+	// activity the user is away.
+	TouchIdle(ctx context.Context, ref SessionRef) (Status, error)
+	// SetOnlineStatus sets a manual status override of the user: Away, or
+	// Offline (invisible: everyone sees offline and a frozen last_seen), until
+	// the given time (zero: no expiry); Online clears the override. reason is
+	// ReasonManual or ReasonAdmin. An override never makes a user with no live
+	// session look present. ErrNotFound.
+	SetOnlineStatus(ctx context.Context, userID int64, status OnlineStatus, until time.Time, reason Reason) (User, error)
+	// ReadTransitions returns up to count transitions after the opaque stream
+	// position after ("" or "$": only transitions from now on; "0": from the
+	// oldest retained), waiting up to block (0: no wait) for at least one.
+	// Each returned Transition.ID is the position just after it (usable as an
+	// SSE id); the second result is the position after the last one (after
+	// itself, resolved, when none). ErrInvalidCursor for a malformed position.
+	ReadTransitions(ctx context.Context, after string, count int, block time.Duration) ([]Transition, string, error)
+	// IssueTicket stores a single-use ticket standing for ref, valid for ttl,
+	// and returns it (random, URL-safe).
+	IssueTicket(ctx context.Context, ref SessionRef, ttl time.Duration) (string, error)
+	// RedeemTicket consumes a ticket and returns the session it stands for;
+	// ErrNotFound when it is unknown, used or expired.
+	RedeemTicket(ctx context.Context, ticket string) (SessionRef, error)
 	// CheckSession verifies a session is not revoked without refreshing it,
 	// and returns the user's current presence. Same errors as Touch.
 	CheckSession(ctx context.Context, ref SessionRef) (Status, error)

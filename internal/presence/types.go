@@ -78,6 +78,11 @@ const (
 	ReasonLogout    Reason = "logout"
 	ReasonExpired   Reason = "expired"
 	ReasonAdmin     Reason = "admin"
+	// ReasonManual: the user set their own status (me/status/).
+	ReasonManual Reason = "manual"
+	// ReasonIdle: every live session of the user went without activity for
+	// the away period, so the user is away.
+	ReasonIdle Reason = "idle"
 )
 
 // User is an account together with its presence. LastSeen is the zero time

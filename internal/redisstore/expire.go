@@ -74,3 +74,24 @@ func (s *Store) expire(ctx context.Context, shard int64, limit int, members []st
 	}
 	return out, nil
 }
+
+// ScanIdle runs one slice of the shard's idle scan (see lua/idle.lua): live
+// sessions without activity for the away period are marked idle and users
+// whose every live session is idle become away. It returns the number of
+// transitions made; with away detection disabled it does nothing.
+func (s *Store) ScanIdle(ctx context.Context, shard int) (int, error) {
+	if s.awayAfter <= 0 {
+		return 0, nil
+	}
+	period := max(s.awayAfter/5, s.interval)
+	res, err := s.run(ctx, s.sc.idle, int64(shard), s.k.deadlines(int64(shard)),
+		s.nowMS(), s.ttlMS, s.maxlen, s.awayAfter.Milliseconds(), period.Milliseconds(), s.interval.Milliseconds())
+	if err != nil {
+		return 0, s.fail("idle scan", err)
+	}
+	made, _ := res[1].(int64)
+	for i := int64(0); i < made; i++ {
+		s.onTransition(presence.Away, presence.ReasonIdle)
+	}
+	return int(made), nil
+}

@@ -72,6 +72,12 @@ func (k keys) online(shard int64) string { return k.tag(shard) + "online" }
 // events is the shard's stream of transitions.
 func (k keys) events(shard int64) string { return k.tag(shard) + "events" }
 
+// idleScan holds the shard's cursor of the idle scan over the deadline index.
+func (k keys) idleScan(shard int64) string { return k.tag(shard) + "idlescan" }
+
+// ticket is a single-use SSE ticket; it is not per user, so it has no tag.
+func (k keys) ticket(t string) string { return k.prefix + "ticket:" + t }
+
 // member is a session's entry in the deadline index.
 func member(id int64, sid string) string { return itoa(id) + ":" + sid }
 

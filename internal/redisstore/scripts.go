@@ -14,7 +14,7 @@ var luaFiles embed.FS
 // with EVALSHA (go-redis falls back to EVAL once after a SCRIPT FLUSH or on a
 // fresh server, which also loads them).
 type scripts struct {
-	createUser, login, revive, logout, rotate, account, expire, readUsers *redis.Script
+	createUser, login, revive, activate, logout, rotate, account, expire, idle, readUsers *redis.Script
 }
 
 func loadScripts() (*scripts, error) {
@@ -33,7 +33,7 @@ func loadScripts() (*scripts, error) {
 	for name, dst := range map[string]**redis.Script{
 		"create_user": &s.createUser, "login": &s.login, "revive": &s.revive,
 		"logout": &s.logout, "rotate": &s.rotate, "account": &s.account,
-		"expire": &s.expire, "read_users": &s.readUsers,
+		"expire": &s.expire, "read_users": &s.readUsers, "activate": &s.activate, "idle": &s.idle,
 	} {
 		sc, err := load(name)
 		if err != nil {

@@ -30,9 +30,9 @@ func (s *Store) StartSession(ctx context.Context, userID int64, start presence.S
 	case "inactive":
 		return presence.Session{}, presence.User{}, fmt.Errorf("redisstore: login user %d: %w", userID, presence.ErrAccountInactive)
 	}
-	s.observe(str(res[2]), presence.Online, presence.ReasonLogin)
 	flat, _ := res[3].([]any)
 	u := userFromFlat(flat)
+	s.observe(str(res[2]), u.OnlineStatus, presence.ReasonLogin)
 	u.LastSeen = msTime(now)
 	sess := presence.Session{
 		ID: str(res[1]), UserID: userID, CreatedAt: msTime(now), LastSeen: msTime(now),
@@ -55,31 +55,82 @@ func sanitizeUA(ua string) string {
 }
 
 // Touch implements presence.Store. The steady state is one pipelined round
-// trip of SET XX PX (refresh, and proof the session was not ended: ending a
-// session deletes its live key) and ZADD XX (move the deadline; XX so a late
-// heartbeat never re-indexes an ended session). Nothing durable is written.
+// trip of SET XX PX GET (refresh and record the activity; and proof the
+// session was not ended, since ending a session deletes its live key) and
+// ZADD XX (move the deadline; XX so a late heartbeat never re-indexes an
+// ended session). Nothing durable is written. The old value GET returns
+// carries a mark when the session was idle or the user has a manual status;
+// only then does a script run (activate.lua).
 func (s *Store) Touch(ctx context.Context, ref presence.SessionRef) (presence.Status, error) {
 	now := s.now()
+	nowMS := now.UnixMilli()
 	shard := s.k.shardOfID(ref.UserID)
 	var set *redis.StatusCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		set = p.SetArgs(ctx, s.k.live(ref.UserID, ref.SessionID), "1", redis.SetArgs{Mode: "XX", TTL: s.ttl})
-		p.ZAddXX(ctx, s.k.deadlines(shard), redis.Z{Score: float64(now.UnixMilli() + s.ttlMS), Member: member(ref.UserID, ref.SessionID)})
+		set = p.SetArgs(ctx, s.k.live(ref.UserID, ref.SessionID), nowMS, redis.SetArgs{Mode: "XX", TTL: s.ttl, Get: true})
+		p.ZAddXX(ctx, s.k.deadlines(shard), redis.Z{Score: float64(nowMS + s.ttlMS), Member: member(ref.UserID, ref.SessionID)})
 		return nil
 	})
 	if err == nil {
-		return presence.Status{OnlineStatus: presence.Online, LastSeen: now.UTC()}, nil
+		if old := set.Val(); old == "" || old[0] < 'a' {
+			return presence.Status{OnlineStatus: presence.Online, LastSeen: now.UTC()}, nil
+		}
+		return s.activate(ctx, ref, now)
 	}
 	if !errors.Is(set.Err(), redis.Nil) {
 		return presence.Status{}, s.fail("heartbeat", err)
 	}
-	return s.revive(ctx, ref, now)
+	return s.revive(ctx, ref, now, false)
 }
 
-// revive is Touch's slow path: the live key was missing.
-func (s *Store) revive(ctx context.Context, ref presence.SessionRef, now time.Time) (presence.Status, error) {
+// TouchIdle implements presence.Store: PEXPIRE keeps the live key's value
+// (the last activity) while extending its TTL, so idle heartbeats never count
+// as activity. One round trip, as Touch.
+func (s *Store) TouchIdle(ctx context.Context, ref presence.SessionRef) (presence.Status, error) {
+	now := s.now()
+	nowMS := now.UnixMilli()
+	shard := s.k.shardOfID(ref.UserID)
+	var exp *redis.BoolCmd
+	var status *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		exp = p.PExpire(ctx, s.k.live(ref.UserID, ref.SessionID), s.ttl)
+		p.ZAddXX(ctx, s.k.deadlines(shard), redis.Z{Score: float64(nowMS + s.ttlMS), Member: member(ref.UserID, ref.SessionID)})
+		status = p.HGet(ctx, s.k.user(ref.UserID), "online_status")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return presence.Status{}, s.fail("idle heartbeat", err)
+	}
+	if !exp.Val() {
+		return s.revive(ctx, ref, now, true)
+	}
+	return presence.Status{OnlineStatus: presence.OnlineStatus(status.Val()), LastSeen: now.UTC()}, nil
+}
+
+// activate is Touch's path for a marked live key (idle session or manual
+// status): the activity is already stored; the script re-applies the status.
+func (s *Store) activate(ctx context.Context, ref presence.SessionRef, now time.Time) (presence.Status, error) {
+	res, err := s.run(ctx, s.sc.activate, s.k.shardOfID(ref.UserID), s.k.user(ref.UserID),
+		ref.UserID, ref.SessionID, now.UnixMilli(), s.ttlMS, s.maxlen)
+	if err != nil {
+		return presence.Status{}, s.fail("activate session", err)
+	}
+	if str(res[0]) == "gone" {
+		return s.revive(ctx, ref, now, false)
+	}
+	st := presence.OnlineStatus(str(res[1]))
+	s.observe(str(res[2]), st, presence.ReasonHeartbeat)
+	return presence.Status{OnlineStatus: st, LastSeen: now.UTC()}, nil
+}
+
+// revive is the slow path when the live key was missing.
+func (s *Store) revive(ctx context.Context, ref presence.SessionRef, now time.Time, idle bool) (presence.Status, error) {
+	idleArg := "0"
+	if idle {
+		idleArg = "1"
+	}
 	res, err := s.run(ctx, s.sc.revive, s.k.shardOfID(ref.UserID), s.k.user(ref.UserID),
-		ref.UserID, ref.SessionID, ref.TokenVersion, now.UnixMilli(), s.ttlMS, s.maxlen)
+		ref.UserID, ref.SessionID, ref.TokenVersion, now.UnixMilli(), s.ttlMS, s.maxlen, idleArg)
 	if err != nil {
 		return presence.Status{}, s.fail("revive session", err)
 	}
@@ -89,8 +140,9 @@ func (s *Store) revive(ctx context.Context, ref presence.SessionRef, now time.Ti
 	case "inactive":
 		return presence.Status{}, fmt.Errorf("redisstore: user %d: %w", ref.UserID, presence.ErrAccountInactive)
 	}
-	s.observe(str(res[2]), presence.Online, presence.ReasonHeartbeat)
-	return presence.Status{OnlineStatus: presence.OnlineStatus(str(res[1])), LastSeen: now.UTC()}, nil
+	st := presence.OnlineStatus(str(res[1]))
+	s.observe(str(res[2]), st, presence.ReasonHeartbeat)
+	return presence.Status{OnlineStatus: st, LastSeen: now.UTC()}, nil
 }
 
 // CheckSession implements presence.Store in one pipelined round trip.
@@ -165,10 +217,19 @@ func (s *Store) RotateRefresh(ctx context.Context, ref presence.SessionRef, oldI
 
 // Sessions implements presence.Store.
 func (s *Store) Sessions(ctx context.Context, userID int64) ([]presence.Session, error) {
-	recs, err := s.rdb.HGetAll(ctx, s.k.sessions(userID)).Result()
-	if err != nil {
+	var recsCmd *redis.MapStringStringCmd
+	var visible *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		recsCmd = p.HGetAll(ctx, s.k.sessions(userID))
+		visible = p.HGet(ctx, s.k.user(userID), "online_status")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, s.fail("sessions", err)
 	}
+	recs := recsCmd.Val()
+	// An invisible user's sessions are shown, but none as live.
+	present := presence.User{OnlineStatus: presence.OnlineStatus(visible.Val())}.IsOnline()
 	if len(recs) == 0 {
 		return []presence.Session{}, nil
 	}
@@ -190,7 +251,7 @@ func (s *Store) Sessions(ctx context.Context, userID int64) ([]presence.Session,
 			continue
 		}
 		sess := presence.Session{ID: sid, UserID: userID, CreatedAt: parseMS(f[0]), LastSeen: parseMS(f[1]), UserAgent: f[4]}
-		if d := int64(scores[i]); d > now {
+		if d := int64(scores[i]); d > now && present {
 			sess.Live = true
 			sess.LastSeen = msTime(d - s.ttlMS)
 		}

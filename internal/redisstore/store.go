@@ -34,6 +34,12 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the store's few log lines. Default slog.Default().
 	Logger *slog.Logger
+	// AwayAfter is how long a user with live sessions may go without
+	// activity before they are away; 0 disables away detection. Default 0.
+	AwayAfter time.Duration
+	// SweepInterval is how often the sweeper calls ScanIdle; it sizes the
+	// idle scan's slices. Default 1s.
+	SweepInterval time.Duration
 	// OnTransition, when set, is called for every transition this process
 	// makes (for metrics). It must not block.
 	OnTransition func(status presence.OnlineStatus, reason presence.Reason)
@@ -49,6 +55,8 @@ type Store struct {
 	now          func() time.Time
 	log          *slog.Logger
 	sc           *scripts
+	awayAfter    time.Duration
+	interval     time.Duration
 	onTransition func(presence.OnlineStatus, presence.Reason)
 }
 
@@ -84,6 +92,9 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = time.Second
+	}
 	if cfg.OnTransition == nil {
 		cfg.OnTransition = func(presence.OnlineStatus, presence.Reason) {}
 	}
@@ -95,6 +106,7 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 		rdb: client, k: keys{prefix: cfg.Prefix, shards: int64(cfg.Shards)},
 		ttl: cfg.TTL, ttlMS: cfg.TTL.Milliseconds(), maxlen: cfg.EventsMaxLen,
 		now: cfg.Now, log: cfg.Logger, sc: sc, onTransition: cfg.OnTransition,
+		awayAfter: cfg.AwayAfter, interval: cfg.SweepInterval,
 	}, nil
 }
 
@@ -106,6 +118,11 @@ func (s *Store) Prepare(ctx context.Context) error {
 	if err := s.rdb.HSetNX(ctx, s.k.meta(), "shards", want).Err(); err != nil {
 		return s.fail("prepare", err)
 	}
+	// schema and ttl_ms are for other services reading the keys (an online
+	// user's latest activity is a deadline minus the TTL).
+	if err := s.rdb.HSet(ctx, s.k.meta(), "schema", 1, "ttl_ms", s.ttlMS).Err(); err != nil {
+		return s.fail("prepare", err)
+	}
 	got, err := s.rdb.HGet(ctx, s.k.meta(), "shards").Result()
 	if err != nil {
 		return s.fail("prepare", err)
@@ -113,7 +130,7 @@ func (s *Store) Prepare(ctx context.Context) error {
 	if got != want {
 		return fmt.Errorf("redisstore: PRESENCE_SHARDS is %s but the data under prefix %q was written with %s shards", want, s.k.prefix, got)
 	}
-	for _, sc := range []*redis.Script{s.sc.createUser, s.sc.login, s.sc.revive, s.sc.logout, s.sc.rotate, s.sc.account, s.sc.expire, s.sc.readUsers} {
+	for _, sc := range []*redis.Script{s.sc.createUser, s.sc.login, s.sc.revive, s.sc.activate, s.sc.logout, s.sc.rotate, s.sc.account, s.sc.expire, s.sc.idle, s.sc.readUsers} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return s.fail("prepare: load script", err)
 		}

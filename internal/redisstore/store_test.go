@@ -590,3 +590,7 @@ func TestLuaKeysMatchGo(t *testing.T) {
 		t.Fatalf("lua keys %v, want %v", got, want)
 	}
 }
+
+func redisZ(deadline time.Time, m string) redis.Z {
+	return redis.Z{Score: float64(deadline.UnixMilli()), Member: m}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -78,11 +79,15 @@ func decodeUserRows(rows []any) []presence.User {
 		}
 		flat, _ := row[0].([]any)
 		u := userFromFlat(flat)
-		if latest, _ := row[1].(int64); latest > 0 && u.IsOnline() && latest > u.LastSeen.UnixMilli() {
-			u.LastSeen = msTime(latest)
+		// A user others see as offline (no live session, or invisible) shows
+		// nothing live: no fresher last_seen, no live session count.
+		if u.IsOnline() {
+			if latest, _ := row[1].(int64); latest > u.LastSeen.UnixMilli() {
+				u.LastSeen = msTime(latest)
+			}
+			n, _ := row[2].(int64)
+			u.LiveSessions = int(n)
 		}
-		n, _ := row[2].(int64)
-		u.LiveSessions = int(n)
 		out = append(out, u)
 	}
 	return out
@@ -156,7 +161,7 @@ func (s *Store) account(ctx context.Context, mode string, id int64, reason prese
 	if id <= 0 {
 		return nil, fmt.Errorf("redisstore: %s user %d: %w", mode, id, presence.ErrNotFound)
 	}
-	args := append([]any{mode, id, s.nowMS(), s.maxlen, string(reason)}, fields...)
+	args := append([]any{mode, id, s.nowMS(), s.maxlen, string(reason), s.ttlMS}, fields...)
 	res, err := s.run(ctx, s.sc.account, s.k.shardOfID(id), s.k.user(id), args...)
 	if err != nil {
 		return nil, s.fail(mode+" user", err)
@@ -164,8 +169,30 @@ func (s *Store) account(ctx context.Context, mode string, id int64, reason prese
 	if str(res[0]) == "notfound" {
 		return nil, fmt.Errorf("redisstore: %s user %d: %w", mode, id, presence.ErrNotFound)
 	}
-	s.observe(str(res[1]), presence.Offline, reason)
+	if str(res[1]) != "" {
+		status := presence.Offline
+		if len(res) > 2 {
+			flat, _ := res[2].([]any)
+			status = userFromFlat(flat).OnlineStatus
+		}
+		s.onTransition(status, reason)
+	}
 	return res, nil
+}
+
+// SetOnlineStatus implements presence.Store.
+func (s *Store) SetOnlineStatus(ctx context.Context, userID int64, status presence.OnlineStatus, until time.Time, reason presence.Reason) (presence.User, error) {
+	if !status.Valid() {
+		return presence.User{}, presence.Invalid("status", "must be online, away or offline")
+	}
+	var untilMS int64
+	if !until.IsZero() {
+		untilMS = until.UnixMilli()
+	}
+	if _, err := s.account(ctx, "override", userID, reason, string(status), untilMS); err != nil {
+		return presence.User{}, err
+	}
+	return s.User(ctx, userID)
 }
 
 // CountUsers implements presence.Store: the sum of the username indexes'

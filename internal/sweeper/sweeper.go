@@ -25,6 +25,13 @@ type Target interface {
 	SweepShard(ctx context.Context, shard, limit int) (redisstore.SweepResult, error)
 }
 
+// IdleScanner is implemented by targets that also detect idle users (away
+// after a period without activity); the sweeper runs one slice of that scan
+// per shard on every tick.
+type IdleScanner interface {
+	ScanIdle(ctx context.Context, shard int) (int, error)
+}
+
 // Config configures a Sweeper.
 type Config struct {
 	// Interval between sweeps. Default 1s.
@@ -133,6 +140,11 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int, error) {
 			total += len(res.Expired)
 			if res.Examined < s.cfg.Batch {
 				break
+			}
+		}
+		if idle, ok := s.target.(IdleScanner); ok {
+			if _, err := idle.ScanIdle(ctx, shard); err != nil {
+				return total, err
 			}
 		}
 	}

@@ -23,6 +23,11 @@ for _, m in ipairs(members) do
   local score = redis.call('ZSCORE', K_DEADLINES, m)
   if not uid then
     redis.call('ZREM', K_DEADLINES, m)
+  elseif score and limit == 0 and tonumber(score) > now then
+    -- Listener path, but the deadline is in the future: a heartbeat raced
+    -- the expiry (its SET XX missed, its ZADD XX moved the deadline) and is
+    -- reviving the session now. If that heartbeat turns out to be revoked,
+    -- the sweep settles the entry at its deadline.
   elseif score then
     local pttl = redis.call('PTTL', k_live(uid, sid))
     if pttl >= 0 then
@@ -42,10 +47,7 @@ for _, m in ipairs(members) do
         rec.last = tostring(last)
         redis.call('HSET', skey, sid, format_session(rec))
       end
-      local ev = false
-      if count_live(uid) == 0 then
-        ev = settle_offline(uid, last, 'expired', now, ttl, maxlen)
-      end
+      local ev = apply(uid, 'expired', now, ttl, maxlen, last)
       out[#out + 1] = {tonumber(uid), last, tonumber(score), ev or ''}
     end
   end

@@ -20,6 +20,7 @@ local K_ONLINE = P .. 'online'
 local K_EVENTS = P .. 'events'
 local K_NAMES = P .. 'names'
 local K_SEQ = P .. 'seq'
+local K_IDLESCAN = P .. 'idlescan'
 
 -- A session record is "created_ms|last_seen_ms|refresh_id|refresh_expires_ms|user_agent".
 -- A delimited string (not a hash per session) keeps one small listpack hash per user.
@@ -41,51 +42,31 @@ end
 
 local function is_present(s) return s == 'online' or s == 'away' end
 
--- set_online marks uid online unless it already is; returns the stream ID of
--- the transition or false.
-local function set_online(uid, reason, now, maxlen)
-  local ukey = k_user(uid)
-  local cur = redis.call('HMGET', ukey, 'online_status', 'username')
-  if is_present(cur[1]) then return false end
-  redis.call('HSET', ukey, 'online_status', 'online', 'last_seen', now)
-  redis.call('SADD', K_ONLINE, uid)
-  return emit(maxlen, uid, cur[2], 'online', now, reason, now)
+-- A live key's value is the session's last activity in ms, with a one-letter
+-- mark when the heartbeat's fast path must hand over to a script:
+--   "<ms>"   active session
+--   "i<ms>"  idle: no activity for PRESENCE_AWAY_AFTER (set by the idle scan)
+--   "m<ms>"  active, but the user has a manual status override
+-- The fast path (SET ... XX GET) sees the old value and runs activate.lua
+-- when it carries a mark.
+local function parse_live(v)
+  local kind, ms = string.match(v or '', '^([im]?)(%d+)$')
+  return kind, tonumber(ms)
 end
 
--- set_offline marks uid offline with last_seen unless it already is; returns
--- the stream ID of the transition or false.
-local function set_offline(uid, last_seen, reason, now, maxlen)
-  local ukey = k_user(uid)
-  local cur = redis.call('HMGET', ukey, 'online_status', 'username')
-  if not is_present(cur[1]) then return false end
-  redis.call('HSET', ukey, 'online_status', 'offline', 'last_seen', last_seen)
-  redis.call('SREM', K_ONLINE, uid)
-  return emit(maxlen, uid, cur[2], 'offline', last_seen, reason, now)
-end
-
--- count_live counts the user's sessions whose live key exists. PTTL on a key
--- whose TTL ran out makes Redis delete it (and announce it) at once.
-local function count_live(uid)
-  local n = 0
-  for _, sid in ipairs(redis.call('HKEYS', k_sessions(uid))) do
-    if redis.call('PTTL', k_live(uid, sid)) ~= -2 then n = n + 1 end
-  end
-  return n
-end
-
--- settle_offline is called when the user has no live session left: it folds
--- every still-indexed (overdue) session of the user into this one decision,
--- taking the latest activity as last_seen, so their own expiry events later
--- find nothing to do. Returns the stream ID or false.
-local function settle_offline(uid, last_seen, reason, now, ttl, maxlen)
+-- fold_overdue settles the user's sessions that are still in the deadline
+-- index although their live key is gone (TTL ran out, not yet settled by the
+-- listener or the sweep): their entries go, their record keeps the last
+-- activity, and the latest last activity is returned.
+local function fold_overdue(uid, latest, ttl)
   local skey = k_sessions(uid)
   for _, sid in ipairs(redis.call('HKEYS', skey)) do
     local m = uid .. ':' .. sid
     local score = redis.call('ZSCORE', K_DEADLINES, m)
-    if score then
+    if score and redis.call('EXISTS', k_live(uid, sid)) == 0 then
       redis.call('ZREM', K_DEADLINES, m)
       local last = tonumber(score) - ttl
-      if last > last_seen then last_seen = last end
+      if last > latest then latest = last end
       local rec = parse_session(redis.call('HGET', skey, sid) or '')
       if rec then
         rec.last = tostring(last)
@@ -93,10 +74,59 @@ local function settle_offline(uid, last_seen, reason, now, ttl, maxlen)
       end
     end
   end
-  return set_offline(uid, last_seen, reason, now, maxlen)
+  return latest
 end
 
--- end_session removes one session (record, live key, index entry).
+-- apply recomputes the status others see from the user's live sessions and
+-- manual override, and makes the transition if it changed: it writes
+-- online_status and last_seen, keeps the online set in step and appends to the
+-- stream, all in the calling script. Rules:
+--   no live session             -> offline, last_seen = last activity (ARG last)
+--   override "offline"          -> offline (invisible): last_seen frozen at the switch
+--   override "away", or every live session idle -> away
+--   otherwise                   -> online
+-- An override never makes a user without a live session look present. An
+-- override whose "until" has passed is removed here. Returns the stream ID
+-- of the transition or false.
+local function apply(uid, reason, now, ttl, maxlen, last)
+  local ukey = k_user(uid)
+  local live, active = 0, 0
+  for _, sid in ipairs(redis.call('HKEYS', k_sessions(uid))) do
+    local v = redis.call('GET', k_live(uid, sid))
+    if v then
+      live = live + 1
+      if parse_live(v) ~= 'i' then active = active + 1 end
+    end
+  end
+  local u = redis.call('HMGET', ukey, 'online_status', 'username', 'override', 'override_until', 'last_seen')
+  local override = u[3]
+  if override and u[4] and tonumber(u[4]) > 0 and tonumber(u[4]) <= now then
+    redis.call('HDEL', ukey, 'override', 'override_until')
+    override = nil
+  end
+  local want = 'online'
+  if live == 0 or override == 'offline' then
+    want = 'offline'
+  elseif override == 'away' or active == 0 then
+    want = 'away'
+  end
+  local cur = u[1] or 'offline'
+  if want == cur then return false end
+  local last_seen = now
+  if want == 'offline' and live == 0 then
+    last_seen = fold_overdue(uid, last or now, ttl)
+  end
+  redis.call('HSET', ukey, 'online_status', want, 'last_seen', last_seen)
+  if want == 'offline' then
+    redis.call('SREM', K_ONLINE, uid)
+  elseif cur == 'offline' then
+    redis.call('SADD', K_ONLINE, uid)
+  end
+  return emit(maxlen, uid, u[2], want, last_seen, reason, now)
+end
+
+-- end_session removes one session (record, live key, index entry). The
+-- caller applies the user's new status.
 local function end_session(uid, sid)
   redis.call('HDEL', k_sessions(uid), sid)
   redis.call('DEL', k_live(uid, sid))
@@ -105,20 +135,35 @@ end
 
 -- end_all ends every session of uid, bumps the token version and takes the
 -- user offline. Returns the stream ID or false.
-local function end_all(uid, reason, now, maxlen)
+-- last_seen is the latest activity of the sessions (deadline - TTL), not
+-- the time of the admin action that ended them.
+local function end_all(uid, reason, now, ttl, maxlen)
   local skey = k_sessions(uid)
+  local latest = 0
   for _, sid in ipairs(redis.call('HKEYS', skey)) do
+    local m = uid .. ':' .. sid
+    local score = redis.call('ZSCORE', K_DEADLINES, m)
+    if score and tonumber(score) - ttl > latest then latest = tonumber(score) - ttl end
     redis.call('DEL', k_live(uid, sid))
-    redis.call('ZREM', K_DEADLINES, uid .. ':' .. sid)
+    redis.call('ZREM', K_DEADLINES, m)
   end
   redis.call('DEL', skey)
   redis.call('HINCRBY', k_user(uid), 'tv', 1)
-  return set_offline(uid, now, reason, now, maxlen)
+  if latest == 0 or latest > now then latest = now end
+  return apply(uid, reason, now, ttl, maxlen, latest)
 end
 
--- make_live (re)starts a session's TTL and indexes its deadline.
-local function make_live(uid, sid, now, ttl)
-  redis.call('SET', k_live(uid, sid), '1', 'PX', ttl)
+-- active_mark is the mark of a newly active live key: 'm' while the user
+-- has a manual override (so the fast path hands over to a script), else ''.
+local function active_mark(uid)
+  if redis.call('HEXISTS', k_user(uid), 'override') == 1 then return 'm' end
+  return ''
+end
+
+-- make_live (re)starts a session's TTL and indexes its deadline; mark is ''
+-- for an active session, 'i' for one revived by an idle heartbeat.
+local function make_live(uid, sid, now, ttl, mark)
+  redis.call('SET', k_live(uid, sid), (mark or '') .. now, 'PX', ttl)
   redis.call('ZADD', K_DEADLINES, now + ttl, uid .. ':' .. sid)
 end
 

@@ -11,6 +11,6 @@ prune_sessions(uid, now)
 local sid = tostring(redis.call('HINCRBY', k_user(uid), 'sq', 1))
 redis.call('HSET', k_sessions(uid), sid,
   format_session({created = ARGV[3], last = ARGV[3], rid = ARGV[7], rexp = ARGV[8], ua = ARGV[6]}))
-make_live(uid, sid, now, ttl)
-local ev = set_online(uid, 'login', now, tonumber(ARGV[5]))
+make_live(uid, sid, now, ttl, active_mark(uid))
+local ev = apply(uid, 'login', now, ttl, tonumber(ARGV[5]), now)
 return {'ok', sid, ev or '', redis.call('HGETALL', k_user(uid))}

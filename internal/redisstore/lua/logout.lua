@@ -6,8 +6,5 @@
 local uid, sid, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
 if redis.call('HEXISTS', k_sessions(uid), sid) == 0 then return {'revoked'} end
 end_session(uid, sid)
-local ev = false
-if count_live(uid) == 0 then
-  ev = settle_offline(uid, now, ARGV[7], now, tonumber(ARGV[5]), tonumber(ARGV[6]))
-end
+local ev = apply(uid, ARGV[7], now, tonumber(ARGV[5]), tonumber(ARGV[6]), now)
 return {'ok', ev or ''}

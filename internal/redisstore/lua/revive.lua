@@ -5,6 +5,7 @@
 -- KEYS[1]  user hash
 -- ARGV[1]  shard prefix  ARGV[2] user id  ARGV[3] session id  ARGV[4] token version
 -- ARGV[5]  now (ms)      ARGV[6] TTL (ms) ARGV[7] stream maxlen
+-- ARGV[8]  "1" when the heartbeat reported no activity (the session comes back idle)
 -- Returns {"revoked"}, {"inactive"} or {"ok", online_status, stream id or ""}.
 local uid, sid, now = ARGV[2], ARGV[3], tonumber(ARGV[5])
 local u = redis.call('HMGET', k_user(uid), 'status', 'tv')
@@ -15,8 +16,11 @@ if u[1] ~= 'active' then return {'inactive'} end
 local rec = parse_session(raw)
 if not rec or rec.rexp <= now then
   end_session(uid, sid)
+  apply(uid, 'logout', now, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
   return {'revoked'}
 end
-make_live(uid, sid, now, tonumber(ARGV[6]))
-local ev = set_online(uid, 'heartbeat', now, tonumber(ARGV[7]))
+local mark = active_mark(uid)
+if ARGV[8] == '1' then mark = 'i' end
+make_live(uid, sid, now, tonumber(ARGV[6]), mark)
+local ev = apply(uid, 'heartbeat', now, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
 return {'ok', redis.call('HGET', k_user(uid), 'online_status'), ev or ''}

@@ -14,14 +14,12 @@ if not rec then return {'revoked'} end
 if u[1] ~= 'active' then return {'inactive'} end
 if rec.rexp <= now then
   end_session(uid, sid)
+  apply(uid, 'logout', now, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
   return {'revoked'}
 end
 if rec.rid ~= ARGV[5] then
   end_session(uid, sid)
-  local ev = false
-  if count_live(uid) == 0 then
-    ev = settle_offline(uid, now, 'logout', now, tonumber(ARGV[9]), tonumber(ARGV[10]))
-  end
+  local ev = apply(uid, 'logout', now, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
   return {'reused', ev or ''}
 end
 rec.rid = ARGV[6]

@@ -184,6 +184,36 @@ func (t *Tokens) Issue(ref presence.SessionRef) (Pair, error) {
 	return Pair{Access: access, Refresh: refresh, RefreshID: refreshID, RefreshExpires: refreshExp}, nil
 }
 
+// NewRefresh picks the jti and expiry of a session's first refresh token
+// before the session exists, so that the store can record them when it
+// creates the session (one round trip at login); IssueWith then signs it.
+func (t *Tokens) NewRefresh() (id string, expires time.Time, err error) {
+	id, err = newID()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return id, t.now().Add(t.refreshTTL).Truncate(time.Second).UTC(), nil
+}
+
+// IssueWith is Issue with the refresh token's jti and expiry given (from
+// NewRefresh).
+func (t *Tokens) IssueWith(ref presence.SessionRef, refreshID string, refreshExpires time.Time) (Pair, error) {
+	if ref.UserID <= 0 || ref.SessionID == "" || ref.TokenVersion < 0 || refreshID == "" {
+		return Pair{}, fmt.Errorf("auth: issue tokens for user %d session %q version %d: invalid session reference",
+			ref.UserID, ref.SessionID, ref.TokenVersion)
+	}
+	now := t.now()
+	access, _, _, err := t.sign(ref, typeAccess, now, t.accessTTL)
+	if err != nil {
+		return Pair{}, err
+	}
+	refresh, _, _, err := t.signWith(ref, typeRefresh, now, refreshID, refreshExpires.Truncate(time.Second).UTC())
+	if err != nil {
+		return Pair{}, err
+	}
+	return Pair{Access: access, Refresh: refresh, RefreshID: refreshID, RefreshExpires: refreshExpires.Truncate(time.Second).UTC()}, nil
+}
+
 // sign makes one token of type typ for ref, valid for ttl from now, and
 // returns it with its jti and its exp.
 func (t *Tokens) sign(ref presence.SessionRef, typ string, now time.Time, ttl time.Duration) (string, string, time.Time, error) {
@@ -193,8 +223,11 @@ func (t *Tokens) sign(ref presence.SessionRef, typ string, now time.Time, ttl ti
 	}
 	// NumericDate keeps whole seconds; truncating here makes the returned
 	// expiry the one a parse of the token will report.
+	return t.signWith(ref, typ, now, id, now.Add(ttl).Truncate(time.Second).UTC())
+}
+
+func (t *Tokens) signWith(ref presence.SessionRef, typ string, now time.Time, id string, exp time.Time) (string, string, time.Time, error) {
 	iat := now.Truncate(time.Second).UTC()
-	exp := now.Add(ttl).Truncate(time.Second).UTC()
 	tv := ref.TokenVersion
 	claims := jwtClaims{
 		RegisteredClaims: jwt.RegisteredClaims{

@@ -590,3 +590,27 @@ func TestParseConcurrent(t *testing.T) {
 		t.Errorf("concurrent Issue/Parse: got %v, want nil", err)
 	}
 }
+
+func TestIssueWithChosenRefresh(t *testing.T) {
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	tok := newTestTokens(t, func() time.Time { return now })
+	id, exp, err := tok.NewRefresh()
+	if err != nil || id == "" || !exp.Equal(now.Add(168*time.Hour)) {
+		t.Fatalf("NewRefresh: %q %v %v", id, exp, err)
+	}
+	ref := presence.SessionRef{UserID: 9, SessionID: "4", TokenVersion: 1}
+	pair, err := tok.IssueWith(ref, id, exp)
+	if err != nil || pair.RefreshID != id || !pair.RefreshExpires.Equal(exp) {
+		t.Fatalf("IssueWith: %+v %v", pair, err)
+	}
+	c, err := tok.ParseRefresh(pair.Refresh)
+	if err != nil || c.ID != id || !c.ExpiresAt.Equal(exp) || c.SessionRef != ref {
+		t.Fatalf("ParseRefresh: %+v %v, want jti %s exp %v", c, err, id, exp)
+	}
+	if _, err := tok.ParseAccess(pair.Access); err != nil {
+		t.Fatalf("access token: %v", err)
+	}
+	if _, err := tok.IssueWith(ref, "", exp); err == nil {
+		t.Fatal("IssueWith accepted an empty refresh ID")
+	}
+}

@@ -2,13 +2,10 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/presenced/presenced/internal/auth"
@@ -201,10 +198,6 @@ func (s *server) inactiveAccount(ctx context.Context, id int64) error {
 	return errAccountInactive
 }
 
-// placeholderRefreshTTL bounds the life of a session's first refresh ID, a
-// placeholder replaced at once by startSession.
-const placeholderRefreshTTL = time.Minute
-
 // maxUserAgentBytes is how much of the User-Agent a session keeps.
 const maxUserAgentBytes = 256
 
@@ -212,45 +205,31 @@ const maxUserAgentBytes = 256
 // tokens. It returns the user as of after the login.
 //
 // The store needs the session's refresh ID to start the session, and the
-// tokens need the session ID the store allocates. auth.Tokens chooses its
-// own refresh IDs, so the session starts with a random placeholder refresh
-// ID that is never handed out, which the real one replaces at once
-// (RotateRefresh): one extra round trip per login. A Tokens method that
-// takes the refresh ID would save it.
+// tokens need the session ID the store allocates, so the refresh ID and
+// expiry are chosen first (Tokens.NewRefresh) and signed after: one store
+// round trip per login.
 func (s *server) startSession(r *http.Request, id int64) (presence.User, tokensJSON, error) {
 	ctx := r.Context()
-	placeholder, err := randomID()
+	refreshID, refreshExp, err := s.tokens.NewRefresh()
 	if err != nil {
 		return presence.User{}, tokensJSON{}, err
 	}
 	sess, u, err := s.store.StartSession(ctx, id, presence.SessionStart{
 		UserAgent:      truncateUTF8(r.UserAgent(), maxUserAgentBytes),
-		RefreshID:      placeholder,
-		RefreshExpires: s.now().Add(placeholderRefreshTTL),
+		RefreshID:      refreshID,
+		RefreshExpires: refreshExp,
 	})
 	if err != nil {
 		return presence.User{}, tokensJSON{}, err
 	}
 	ref := presence.SessionRef{UserID: id, SessionID: sess.ID, TokenVersion: u.TokenVersion}
-	pair, err := s.tokens.Issue(ref)
-	if err == nil {
-		err = s.store.RotateRefresh(ctx, ref, placeholder, pair.RefreshID, pair.RefreshExpires)
-	}
+	pair, err := s.tokens.IssueWith(ref, refreshID, refreshExp)
 	if err != nil {
 		// Do not leave a session online that nobody holds tokens for.
 		_ = s.store.EndSession(context.WithoutCancel(ctx), ref, presence.ReasonLogout)
 		return presence.User{}, tokensJSON{}, err
 	}
 	return u, tokensJSON{Access: pair.Access, Refresh: pair.Refresh}, nil
-}
-
-// randomID returns 128 random bits, base64url.
-func randomID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("random id: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
 // truncateUTF8 cuts s to at most n bytes of valid UTF-8.

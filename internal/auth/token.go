@@ -168,20 +168,11 @@ type jwtClaims struct {
 // ref, each with its own random jti. ref must have a positive UserID, a
 // non-empty SessionID and a non-negative TokenVersion.
 func (t *Tokens) Issue(ref presence.SessionRef) (Pair, error) {
-	if ref.UserID <= 0 || ref.SessionID == "" || ref.TokenVersion < 0 {
-		return Pair{}, fmt.Errorf("auth: issue tokens for user %d session %q version %d: invalid session reference",
-			ref.UserID, ref.SessionID, ref.TokenVersion)
-	}
-	now := t.now()
-	access, _, _, err := t.sign(ref, typeAccess, now, t.accessTTL)
+	id, exp, err := t.NewRefresh()
 	if err != nil {
 		return Pair{}, err
 	}
-	refresh, refreshID, refreshExp, err := t.sign(ref, typeRefresh, now, t.refreshTTL)
-	if err != nil {
-		return Pair{}, err
-	}
-	return Pair{Access: access, Refresh: refresh, RefreshID: refreshID, RefreshExpires: refreshExp}, nil
+	return t.IssueWith(ref, id, exp)
 }
 
 // NewRefresh picks the jti and expiry of a session's first refresh token

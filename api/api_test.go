@@ -43,6 +43,11 @@ var endpoints = map[string][]string{
 	"admin/users/online/":             {http.MethodGet},
 	"admin/users/{id}/online-status/": {http.MethodGet},
 	"all-users/":                      {http.MethodGet},
+	// Issue 3: manual statuses and the event stream.
+	"me/status/":                          {http.MethodPost},
+	"admin/users/{id}/set-online-status/": {http.MethodPost},
+	"admin/events/":                       {http.MethodGet},
+	"admin/events/ticket/":                {http.MethodPost},
 }
 
 // unprefixed are the operations endpoints, served without a prefix.

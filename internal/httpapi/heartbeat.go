@@ -9,22 +9,32 @@ import (
 type heartbeatRequest struct {
 	// Logout ends this session instead of extending it.
 	Logout bool `json:"logout"`
+	// Active is false when the client reports no user activity (its tab is
+	// hidden, its user idle): the session stays live, but the user becomes
+	// away once none of their sessions has shown activity for the away
+	// period. Absent means true.
+	Active *bool `json:"active"`
 }
 
-// heartbeat keeps the caller's session live. The hot path: the
-// authentication middleware already refreshed the session with Store.Touch
-// (one round trip) and left its result in the request state, so a plain
-// heartbeat makes no other Store call.
+// heartbeat keeps the caller's session live. The hot path: the route
+// authenticates the token only (authToken), and the handler makes exactly
+// one Store call, chosen by the body: Touch, TouchIdle or EndSession, each of
+// which also proves the session is still open. A plain heartbeat is one
+// Redis round trip.
 func (s *server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	st := stateOf(r)
+	ctx := r.Context()
 	var req heartbeatRequest
 	if err := decodeJSON(r, &req); err != nil {
+		// Authentication answers before the body does: a revoked session
+		// gets its 401 even with a bad body.
+		if _, cerr := s.store.CheckSession(ctx, st.ref); cerr != nil {
+			err = cerr
+		}
 		s.respondError(w, r, err)
 		return
 	}
-	st := stateOf(r)
-	status := st.presence
 	if req.Logout {
-		ctx := r.Context()
 		if err := s.store.EndSession(ctx, st.ref, presence.ReasonLogout); err != nil {
 			s.respondError(w, r, err)
 			return
@@ -36,7 +46,20 @@ func (s *server) heartbeat(w http.ResponseWriter, r *http.Request) {
 			s.respondError(w, r, err)
 			return
 		}
-		status = statuses[st.userID] // absent (deleted meanwhile): offline
+		writeHeartbeat(w, true, statuses[st.userID]) // absent (deleted meanwhile): offline
+		return
+	}
+	var status presence.Status
+	var err error
+	if req.Active != nil && !*req.Active {
+		status, err = s.store.TouchIdle(ctx, st.ref)
+	} else {
+		status, err = s.store.Touch(ctx, st.ref)
+	}
+	s.metrics.ObserveHeartbeat(heartbeatResult(err))
+	if err != nil {
+		s.respondError(w, r, err)
+		return
 	}
 	writeHeartbeat(w, true, status)
 }

@@ -309,19 +309,11 @@ func (s *server) authenticate(mode authMode, role roleNeed, next http.HandlerFun
 	}
 }
 
-// authorize verifies the bearer access token of r and its session (with
-// Touch for authRefresh, CheckSession for authCheck), then the caller's role,
-// and fills st.
+// authorize verifies the bearer access token of r (or, for authTicket, its
+// event-stream ticket) and its session (with Touch for authRefresh,
+// CheckSession for authCheck and authTicket, not at all for authToken, whose
+// handler does it), then the caller's role, and fills st.
 func (s *server) authorize(r *http.Request, st *requestState, mode authMode, role roleNeed) error {
-	token, err := bearerToken(r)
-	if err != nil {
-		return err
-	}
-	claims, err := s.tokens.ParseAccess(token)
-	if err != nil {
-		return err
-	}
-	st.userID = claims.UserID
 	ctx := r.Context()
 	if _, ok := ctx.Deadline(); !ok {
 		// A streaming route has no overall deadline; its authentication
@@ -330,12 +322,36 @@ func (s *server) authorize(r *http.Request, st *requestState, mode authMode, rol
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 	}
+	var ref presence.SessionRef
+	fromTicket := false
+	if mode == authTicket {
+		var err error
+		if ref, fromTicket, err = s.ticketSession(ctx, r); err != nil {
+			return err
+		}
+	}
+	if !fromTicket {
+		token, err := bearerToken(r)
+		if err != nil {
+			return err
+		}
+		claims, err := s.tokens.ParseAccess(token)
+		if err != nil {
+			return err
+		}
+		ref = claims.SessionRef
+	}
+	st.userID = ref.UserID
 	var status presence.Status
-	if mode == authRefresh {
-		status, err = s.store.Touch(ctx, claims.SessionRef)
+	var err error
+	switch mode {
+	case authRefresh:
+		status, err = s.store.Touch(ctx, ref)
 		s.metrics.ObserveHeartbeat(heartbeatResult(err))
-	} else {
-		status, err = s.store.CheckSession(ctx, claims.SessionRef)
+	case authCheck, authTicket:
+		status, err = s.store.CheckSession(ctx, ref)
+	case authToken:
+		// The handler makes the Store call.
 	}
 	if err != nil {
 		return err
@@ -355,7 +371,7 @@ func (s *server) authorize(r *http.Request, st *requestState, mode authMode, rol
 			return errPermissionDenied
 		}
 	}
-	st.ref, st.presence = claims.SessionRef, status
+	st.ref, st.presence = ref, status
 	return nil
 }
 

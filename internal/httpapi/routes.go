@@ -19,6 +19,15 @@ const (
 	// authCheck verifies the access token and checks with Store.CheckSession
 	// that its session is open, without refreshing presence.
 	authCheck
+	// authToken verifies the access token only: the handler makes the one
+	// Store call that both checks the session and does the work (the
+	// heartbeat, whose body says whether to Touch, TouchIdle or end the
+	// session). Only for routes of anyRole.
+	authToken
+	// authTicket is authCheck with, for browsers' EventSource (which cannot
+	// send headers), a single-use `?ticket=` accepted instead of the bearer
+	// header.
+	authTicket
 )
 
 // roleNeed is the role a route requires once the caller is authenticated.
@@ -56,9 +65,10 @@ var apiPrefixes = [...]string{"/api/users", "/api/auth"}
 // order: mux tries routes one by one, so the hot path comes first.
 func (s *server) apiRoutes() []route {
 	return []route{
-		{method: http.MethodPost, path: "/heartbeat/", auth: authRefresh, handler: s.heartbeat},
+		{method: http.MethodPost, path: "/heartbeat/", auth: authToken, handler: s.heartbeat},
 		{method: http.MethodGet, path: "/heartbeat/", auth: authCheck, handler: s.heartbeatStatus},
 		{method: http.MethodPost, path: "/status/", auth: authRefresh, handler: s.statuses},
+		{method: http.MethodPost, path: "/me/status/", auth: authRefresh, handler: s.setMyStatus},
 
 		{method: http.MethodPost, path: "/register/", auth: public, handler: s.register},
 		{method: http.MethodPost, path: "/login/", auth: public, handler: s.login},
@@ -83,6 +93,9 @@ func (s *server) apiRoutes() []route {
 		{method: http.MethodPost, path: "/admin/users/{id}/activate/", auth: authRefresh, role: adminRole, handler: s.activateUser},
 		{method: http.MethodPost, path: "/admin/users/{id}/force-logout/", auth: authRefresh, role: adminRole, handler: s.forceLogout},
 		{method: http.MethodGet, path: "/admin/users/{id}/online-status/", auth: authRefresh, role: staffRole, handler: s.onlineStatus},
+		{method: http.MethodPost, path: "/admin/users/{id}/set-online-status/", auth: authRefresh, role: adminRole, handler: s.setOnlineStatus},
+		{method: http.MethodGet, path: "/admin/events/", auth: authTicket, role: staffRole, stream: true, handler: s.events},
+		{method: http.MethodPost, path: "/admin/events/ticket/", auth: authRefresh, role: staffRole, handler: s.eventTicket},
 		{method: http.MethodGet, path: "/all-users/", auth: authRefresh, role: staffRole, stream: true, handler: s.allUsers},
 	}
 }
@@ -115,6 +128,10 @@ func (s *server) router() *mux.Router {
 		s.addRoutes(sub, prefix, s.apiRoutes())
 	}
 	s.addRoutes(r, "", s.opsRoutes())
+	if s.dashboard != nil {
+		// The dashboard serves its own files, methods and headers.
+		r.PathPrefix("/admin").Handler(s.labelled("/admin/", s.dashboard))
+	}
 	return r
 }
 

@@ -52,6 +52,21 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// EventPing is the interval of the event stream's comment heartbeats,
+	// which keep proxies from closing idle streams; each stream also checks
+	// its session again at this interval. Default DefaultEventPing (15s).
+	EventPing time.Duration
+	// MaxEventStreams caps the concurrent event streams of this instance;
+	// over it, a new stream gets 503. Default DefaultMaxEventStreams (1000).
+	MaxEventStreams int
+	// StreamsDone, when closed, ends every event stream. http.Server's
+	// Shutdown waits for handlers but does not cancel them, so the wiring
+	// closes it when shutdown begins (RegisterOnShutdown). Default: never.
+	StreamsDone <-chan struct{}
+	// Dashboard, when set, is served at /admin/ (internal/dashboard).
+	// Default: no dashboard.
+	Dashboard http.Handler
 }
 
 // server holds the dependencies of the handlers.
@@ -66,6 +81,15 @@ type server struct {
 	timeout      time.Duration
 	ready        func(ctx context.Context) error
 	now          func() time.Time
+	dashboard    http.Handler
+
+	// The event streams: the feed they read through, their ping interval,
+	// the instance's cap and how many are open.
+	feed        *feed
+	eventPing   time.Duration
+	maxStreams  int
+	streams     atomic.Int64
+	streamsDone <-chan struct{}
 
 	// Request IDs are idPrefix + "-" + a counter: unique per process run
 	// without a random read per request.
@@ -109,6 +133,15 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.EventPing < 0 || cfg.MaxEventStreams < 0 {
+		return nil, fmt.Errorf("httpapi: event ping %v and max event streams %d must not be negative", cfg.EventPing, cfg.MaxEventStreams)
+	}
+	if cfg.EventPing == 0 {
+		cfg.EventPing = DefaultEventPing
+	}
+	if cfg.MaxEventStreams == 0 {
+		cfg.MaxEventStreams = DefaultMaxEventStreams
+	}
 	cors, err := newCORSPolicy(cfg.CORSOrigins)
 	if err != nil {
 		return nil, err
@@ -129,6 +162,13 @@ func New(cfg Config) (http.Handler, error) {
 		ready:        cfg.Ready,
 		now:          cfg.Now,
 		idPrefix:     hex.EncodeToString(b[:]),
+		dashboard:    cfg.Dashboard,
+		eventPing:    cfg.EventPing,
+		maxStreams:   cfg.MaxEventStreams,
+		streamsDone:  cfg.StreamsDone,
 	}
+	// The feed's read waits at most a second (or the ping interval, if
+	// shorter), so it stops soon after its last stream.
+	s.feed = newFeed(cfg.Store, cfg.Logger, min(time.Second, cfg.EventPing), cfg.RequestTimeout)
 	return s.middleware(s.router()), nil
 }

@@ -44,6 +44,9 @@ type userJSON struct {
 	LastSeen     jsonTime               `json:"last_seen"`
 	CreatedAt    jsonTime               `json:"created_at"`
 	UpdatedAt    jsonTime               `json:"updated_at"`
+	// LiveSessions is the number of live sessions (0 while the user is
+	// seen offline, invisible included). Beyond the OffChat contract.
+	LiveSessions int `json:"live_sessions"`
 }
 
 func newUserJSON(u presence.User) userJSON {
@@ -62,6 +65,7 @@ func newUserJSON(u presence.User) userJSON {
 		LastSeen:     jsonTime(u.LastSeen),
 		CreatedAt:    jsonTime(u.CreatedAt),
 		UpdatedAt:    jsonTime(u.UpdatedAt),
+		LiveSessions: u.LiveSessions,
 	}
 }
 

@@ -315,7 +315,9 @@ func TestStoreFailures(t *testing.T) {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}}
-		h := newHarness(t, withHooks(hs), func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
+		// Long enough for the login before it (bcrypt under -race on a busy
+		// CI machine), short enough for the test.
+		h := newHarness(t, withHooks(hs), func(c *Config) { c.RequestTimeout = 500 * time.Millisecond })
 		_, tok := h.userWithLogin("alice", presence.RoleUser)
 		h.send(statusReq(h, tok.Access)).want(t, http.StatusServiceUnavailable, `{"error":"Service temporarily unavailable"}`)
 	})

@@ -424,6 +424,17 @@ func TestSchemasEncodeContract(t *testing.T) {
 		{"create", "AdminCreateUser", `{"username": "bob", "password": "12345678", "role": "moderator"}`, true},
 		{"create without password", "AdminCreateUser", `{"username": "bob"}`, false},
 
+		{"user with live_sessions", "User", withUser(t, "live_sessions", "2"), true},
+		{"user negative live_sessions", "User", withUser(t, "live_sessions", "-1"), false},
+		{"heartbeat idle", "HeartbeatRequest", `{"active": false}`, true},
+		{"heartbeat active not a boolean", "HeartbeatRequest", `{"active": "no"}`, false},
+		{"set status", "SetStatusRequest", `{"status": "offline", "until": "2026-11-26T18:00:00+01:00"}`, true},
+		{"set status without expiry", "SetStatusRequest", `{"status": "away", "until": null}`, true},
+		{"set status unknown", "SetStatusRequest", `{"status": "busy"}`, false},
+		{"set status missing", "SetStatusRequest", `{"until": "2026-11-26T18:00:00Z"}`, false},
+		{"event ticket", "EventTicket", `{"ticket": "abc", "expires_in": 30}`, true},
+		{"event ticket without expiry", "EventTicket", `{"ticket": "abc"}`, false},
+
 		{"online status", "OnlineStatus", `{"user_id": 1, "username": "a", "online_status": "offline", "last_seen": null, "is_online": false}`, true},
 		{"verify reply", "Empty", `{}`, true},
 	}

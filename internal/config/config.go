@@ -32,6 +32,7 @@ const (
 	EnvShutdownTimeout   = "PRESENCE_SHUTDOWN_TIMEOUT"
 	EnvLogLevel          = "LOG_LEVEL"
 	EnvLogFormat         = "LOG_FORMAT"
+	EnvServiceKeys       = "PRESENCE_SERVICE_KEYS"
 )
 
 // Defaults of the variables that have one.
@@ -193,6 +194,11 @@ type Config struct {
 	// LogFormat is the log encoding (LOG_FORMAT: text or json). Default
 	// LogText, for people reading a terminal; set json in production.
 	LogFormat LogFormat
+	// ServiceKeys are the credentials of trusted services that may call
+	// heartbeat/batch/ (PRESENCE_SERVICE_KEYS: comma-separated
+	// name:sha256hex, the SHA-256 of each service's API key; see
+	// ServiceKey). Default nil: no service may.
+	ServiceKeys []ServiceKey
 }
 
 // Embedded reports whether presenced runs its own in-process Redis, which it
@@ -228,6 +234,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", string(c.LogFormat)),
+		slog.Any("service_keys", serviceNames(c.ServiceKeys)),
 	)
 }
 

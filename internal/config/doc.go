@@ -28,6 +28,7 @@
 //	PRESENCE_SHUTDOWN_TIMEOUT     grace period for in-flight requests at shutdown [15s]
 //	LOG_LEVEL                     debug | info | warn | error [info]
 //	LOG_FORMAT                    text | json [text]
+//	PRESENCE_SERVICE_KEYS         name:sha256hex,... credentials of services that may batch heartbeats [none]
 //
 // An empty variable counts as unset. Values other than secrets are trimmed of
 // surrounding white space.

@@ -78,6 +78,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.ShutdownTimeout = l.duration(EnvShutdownTimeout, DefaultShutdownTimeout, 1)
 	c.LogLevel = l.logLevel()
 	c.LogFormat = l.logFormat()
+	c.ServiceKeys = l.serviceKeys()
 
 	if err := errors.Join(l.errs...); err != nil {
 		return Config{}, err

@@ -29,18 +29,21 @@ type BatchResult struct {
 }
 
 // TouchSessions refreshes many sessions at once, for trusted gateways that
-// hold the clients' connections and heartbeat on their behalf. It is
-// Touch for a batch: the steady state is ONE pipelined round trip of
-// SET live 1 XX PX ttl and ZADD deadlines XX per session, the very commands
-// of Touch's fast path, so revocation (an ended session has no live key, and
-// XX never recreates it) is enforced in the same round trip.
+// hold the clients' connections and heartbeat on their behalf. It is Touch
+// for a batch: the steady state is ONE pipelined round trip of
+// SET live <now> XX PX ttl GET and ZADD deadlines XX per session, the very
+// commands of Touch's fast path, so revocation (an ended session has no live
+// key, and XX never recreates it) is enforced in the same round trip, and
+// each refresh counts as activity, like a heartbeat without {"active": false}.
 //
-// Sessions whose SET XX found no key take the slow path, like Touch's: one
-// pipeline reads their users' status and token version, and one runs
-// revive.lua for each whose user exists, which brings back a session whose
-// TTL merely ran out and reports an ended one. The token version refs carry
-// is ignored: a gateway does not hold it, and a session whose tokens were
-// revoked has no session record, which is what revive.lua checks.
+// The rare sessions Touch would send down a slow path take the same one,
+// batched: a marked live key (idle session, manual status) runs activate.lua,
+// and a missing one runs revive.lua, which brings back a session whose TTL
+// merely ran out and reports an ended one. revive.lua checks the token
+// version, which a gateway does not hold: one more pipelined read fetches the
+// current one, which is sound because ending every session of a user (the
+// only thing that bumps it) also deletes their session records, which is
+// what revive.lua then finds missing. The token version of refs is ignored.
 //
 // refs must hold at most MaxBatch entries; duplicates are each refreshed and
 // counted. The result lists unknown and revoked refs in their input order.
@@ -49,14 +52,15 @@ func (s *Store) TouchSessions(ctx context.Context, refs []presence.SessionRef) (
 		return BatchResult{}, fmt.Errorf("redisstore: touch %d sessions: at most %d per batch", len(refs), MaxBatch)
 	}
 	now := s.now()
-	deadline := float64(now.UnixMilli() + s.ttlMS)
+	nowMS := now.UnixMilli()
+	deadline := float64(nowMS + s.ttlMS)
 	sets := make([]*redis.StatusCmd, len(refs))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, ref := range refs {
 			if ref.UserID <= 0 || ref.SessionID == "" {
 				continue
 			}
-			sets[i] = p.SetArgs(ctx, s.k.live(ref.UserID, ref.SessionID), "1", redis.SetArgs{Mode: "XX", TTL: s.ttl})
+			sets[i] = p.SetArgs(ctx, s.k.live(ref.UserID, ref.SessionID), nowMS, redis.SetArgs{Mode: "XX", TTL: s.ttl, Get: true})
 			p.ZAddXX(ctx, s.k.deadlines(s.k.shardOfID(ref.UserID)), redis.Z{Score: deadline, Member: member(ref.UserID, ref.SessionID)})
 		}
 		return nil
@@ -65,21 +69,33 @@ func (s *Store) TouchSessions(ctx context.Context, refs []presence.SessionRef) (
 		return BatchResult{}, s.fail("touch sessions", err)
 	}
 	outcome := make([]batchOutcome, len(refs))
-	var missed []int
+	var missed, marked []int
 	for i, set := range sets {
 		switch {
 		case set == nil:
 			outcome[i] = batchUnknown
 		case set.Err() == nil:
-			outcome[i] = batchRefreshed
+			// As in Touch: a value starting with a letter is marked.
+			if old := set.Val(); old != "" && old[0] >= 'a' {
+				marked = append(marked, i)
+			} else {
+				outcome[i] = batchRefreshed
+			}
 		case errors.Is(set.Err(), redis.Nil):
 			missed = append(missed, i)
 		default:
 			return BatchResult{}, s.fail("touch sessions", set.Err())
 		}
 	}
+	if len(marked) > 0 {
+		gone, err := s.activateBatch(ctx, refs, marked, outcome, nowMS)
+		if err != nil {
+			return BatchResult{}, err
+		}
+		missed = append(missed, gone...)
+	}
 	if len(missed) > 0 {
-		if err := s.reviveBatch(ctx, refs, missed, outcome, now.UnixMilli(), true); err != nil {
+		if err := s.reviveBatch(ctx, refs, missed, outcome, nowMS); err != nil {
 			return BatchResult{}, err
 		}
 	}
@@ -106,9 +122,35 @@ const (
 	batchRevoked
 )
 
-// reviveBatch is TouchSessions' slow path for refs[missed], the sessions
-// whose live key was gone; it records their outcome.
-func (s *Store) reviveBatch(ctx context.Context, refs []presence.SessionRef, missed []int, outcome []batchOutcome, nowMS int64, retry bool) error {
+// activateBatch runs activate.lua for refs[marked] (their activity is
+// already stored) and returns those whose live key vanished meanwhile.
+func (s *Store) activateBatch(ctx context.Context, refs []presence.SessionRef, marked []int, outcome []batchOutcome, nowMS int64) ([]int, error) {
+	rows, err := s.pipelineScript(ctx, s.sc.activate, len(marked), func(j int) ([]string, []any) {
+		ref := refs[marked[j]]
+		return []string{s.k.user(ref.UserID)},
+			[]any{s.k.tag(s.k.shardOfID(ref.UserID)), ref.UserID, ref.SessionID, nowMS, s.ttlMS, s.maxlen}
+	})
+	if err != nil {
+		return nil, s.fail("touch sessions: activate", err)
+	}
+	var gone []int
+	for j, i := range marked {
+		row := rows[j]
+		if str(row[0]) == "gone" {
+			gone = append(gone, i)
+			continue
+		}
+		outcome[i] = batchRefreshed
+		if len(row) > 2 {
+			s.observe(str(row[2]), presence.OnlineStatus(str(row[1])), presence.ReasonHeartbeat)
+		}
+	}
+	return gone, nil
+}
+
+// reviveBatch runs revive.lua for refs[missed], the sessions whose live key
+// was gone, after reading their users' current token version.
+func (s *Store) reviveBatch(ctx context.Context, refs []presence.SessionRef, missed []int, outcome []batchOutcome, nowMS int64) error {
 	users := make([]*redis.SliceCmd, len(missed))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for j, i := range missed {
@@ -119,48 +161,72 @@ func (s *Store) reviveBatch(ctx context.Context, refs []presence.SessionRef, mis
 	if err != nil {
 		return s.fail("touch sessions: read users", err)
 	}
-	revives := make([]*redis.Cmd, len(missed))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for j, i := range missed {
-			v := users[j].Val()
-			if len(v) < 2 || v[0] == nil {
-				continue // no such user
-			}
-			tv, _ := v[1].(string)
-			ref := refs[i]
-			revives[j] = s.sc.revive.EvalSha(ctx, p, []string{s.k.user(ref.UserID)},
-				s.k.tag(s.k.shardOfID(ref.UserID)), ref.UserID, ref.SessionID, tv, nowMS, s.ttlMS, s.maxlen)
+	var known []int // indexes into missed of existing users
+	for j, i := range missed {
+		if v := users[j].Val(); len(v) < 2 || v[0] == nil {
+			outcome[i] = batchUnknown
+		} else {
+			known = append(known, j)
 		}
-		return nil
-	})
-	if err != nil && retry && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// A fresh or flushed server: load the script and try once more
-		// (nothing ran: every call failed the same way).
-		if err := s.sc.revive.Load(ctx, s.rdb).Err(); err != nil {
-			return s.fail("touch sessions: load script", err)
-		}
-		return s.reviveBatch(ctx, refs, missed, outcome, nowMS, false)
 	}
+	rows, err := s.pipelineScript(ctx, s.sc.revive, len(known), func(k int) ([]string, []any) {
+		j := known[k]
+		ref := refs[missed[j]]
+		tv, _ := users[j].Val()[1].(string)
+		return []string{s.k.user(ref.UserID)},
+			[]any{s.k.tag(s.k.shardOfID(ref.UserID)), ref.UserID, ref.SessionID, tv, nowMS, s.ttlMS, s.maxlen, "0"}
+	})
 	if err != nil {
 		return s.fail("touch sessions: revive", err)
 	}
-	for j, i := range missed {
-		if revives[j] == nil {
-			outcome[i] = batchUnknown
-			continue
-		}
-		row, err := revives[j].Slice()
-		if err != nil {
-			return s.fail("touch sessions: revive", err)
-		}
+	for k, row := range rows {
+		i := missed[known[k]]
 		if str(row[0]) != "ok" {
 			outcome[i] = batchRevoked // "revoked" or "inactive"
 			continue
 		}
 		outcome[i] = batchRefreshed
 		if len(row) > 2 {
-			s.observe(str(row[2]), presence.Online, presence.ReasonHeartbeat)
+			s.observe(str(row[2]), presence.OnlineStatus(str(row[1])), presence.ReasonHeartbeat)
 		}
 	}
 	return nil
+}
+
+// pipelineScript runs n calls of sc (call(i) gives the keys and arguments of
+// the i-th) in one pipeline with EVALSHA and returns their replies. On a
+// fresh or flushed server every call fails with NOSCRIPT and nothing ran: the
+// script is loaded and the pipeline sent once more.
+func (s *Store) pipelineScript(ctx context.Context, sc *redis.Script, n int, call func(i int) ([]string, []any)) ([][]any, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	for attempt := 0; ; attempt++ {
+		cmds := make([]*redis.Cmd, n)
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range cmds {
+				keys, args := call(i)
+				cmds[i] = sc.EvalSha(ctx, p, keys, args...)
+			}
+			return nil
+		})
+		if err != nil && attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+				return nil, fmt.Errorf("load script: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		rows := make([][]any, n)
+		for i, c := range cmds {
+			row, err := c.Slice()
+			if err != nil || len(row) == 0 {
+				return nil, fmt.Errorf("script reply %v: %w", row, err)
+			}
+			rows[i] = row
+		}
+		return rows, nil
+	}
 }

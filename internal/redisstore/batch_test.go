@@ -213,3 +213,32 @@ func connSetup(cmd redis.Cmder) bool {
 	}
 	return false
 }
+
+// TestTouchSessionsMarkedKey: a session revived by an idle heartbeat has a
+// marked live key; a batch refresh is activity and takes activate.lua, as
+// Touch would.
+func TestTouchSessionsMarkedKey(t *testing.T) {
+	f := newFixture(t, Config{TTL: 10 * time.Second})
+	u := f.user(t, "gina", presence.StatusActive)
+	ref := f.login(t, u)
+	f.clock.Advance(11 * time.Second)
+	if _, err := f.store.TouchIdle(f.ctx, ref); err != nil {
+		t.Fatalf("TouchIdle: %v", err)
+	}
+	key := f.store.k.live(ref.UserID, ref.SessionID)
+	if v, _ := f.mr.Get(key); v == "" || v[0] < 'a' {
+		t.Fatalf("live key after an idle revival: got %q, want a marked value", v)
+	}
+	f.clock.Advance(time.Second)
+	res, err := f.store.TouchSessions(f.ctx, []presence.SessionRef{ref})
+	if err != nil || res.Refreshed != 1 {
+		t.Fatalf("TouchSessions: got %+v %v, want 1 refreshed", res, err)
+	}
+	want := fmt.Sprint(f.clock.Now().UnixMilli())
+	if v, _ := f.mr.Get(key); v != want {
+		t.Errorf("live key after the batch: got %q, want the activity %s, unmarked", v, want)
+	}
+	if got := f.status(t, u.ID); got.OnlineStatus != presence.Online {
+		t.Errorf("status: got %s, want online", got.OnlineStatus)
+	}
+}

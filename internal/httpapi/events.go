@@ -111,6 +111,18 @@ func appendEvents(b []byte, trs []presence.Transition) []byte {
 	return b
 }
 
+// appendReady appends the `ready` event: the stream has sent everything up
+// to pos and is live from here. Its id sets EventSource's last event ID;
+// its data is an empty object (an event without data is never dispatched).
+func appendReady(b []byte, pos string) []byte {
+	if pos != "" && !strings.ContainsAny(pos, "\r\n") {
+		b = append(b, "id: "...)
+		b = append(b, pos...)
+		b = append(b, '\n')
+	}
+	return append(b, "event: ready\ndata: {}\n\n"...)
+}
+
 // lastEventID is the position a stream starts after: the Last-Event-ID
 // header (sent by EventSource when it reconnects by itself), else the
 // last_event_id parameter (for clients that open a new EventSource, which
@@ -198,10 +210,21 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	ping := time.NewTimer(s.eventPing)
 	defer ping.Stop()
 	force := len(trs) > 0 // read on: the first read may have stopped at its count
+	ready := false
 	for {
 		if pos, err = s.catchUp(ctx, out, pos, head, force); err != nil {
 			s.endStream(r, err)
 			return
+		}
+		if !ready {
+			// Caught up: say so, with the position, so that a client
+			// that sees no transition before it reconnects still
+			// resumes exactly here.
+			ready = true
+			out.buf = appendReady(out.buf, pos)
+			if !out.flush() {
+				return
+			}
 		}
 		select {
 		case <-ctx.Done():

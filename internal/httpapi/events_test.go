@@ -94,6 +94,11 @@ type sseStream struct {
 	items  chan sseEvent
 	// done is closed when the stream ended (EOF or error).
 	done chan struct{}
+	// ready is the id of the ready event, once next has seen it.
+	ready string
+	// beforeReady counts the events next returned before it.
+	beforeReady int
+	seen        int
 }
 
 // eventsPath is the event stream's path under the first prefix.
@@ -185,20 +190,40 @@ func (s *sseStream) close() {
 	_ = s.resp.Body.Close()
 }
 
-// next returns the next event, skipping comments, or fails after timeout.
+// take records a ready event and reports whether ev is an event to return.
+func (s *sseStream) take(ev sseEvent) bool {
+	switch {
+	case ev.Comment != "":
+		return false
+	case ev.Event == "ready":
+		if s.ready != "" {
+			s.t.Errorf("second ready event %+v", ev)
+		}
+		if ev.Data != "{}" || ev.ID == "" {
+			s.t.Errorf("ready event: got %+v, want an id and data {}", ev)
+		}
+		s.ready, s.beforeReady = ev.ID, s.seen
+		return false
+	}
+	s.seen++
+	return true
+}
+
+// next returns the next status event, skipping comments and the ready
+// event, or fails after timeout.
 func (s *sseStream) next(timeout time.Duration) sseEvent {
 	s.t.Helper()
 	deadline := time.After(timeout)
 	for {
 		select {
 		case ev := <-s.items:
-			if ev.Comment == "" {
+			if s.take(ev) {
 				return ev
 			}
 		case <-s.done:
 			select {
 			case ev := <-s.items:
-				if ev.Comment == "" {
+				if s.take(ev) {
 					return ev
 				}
 				continue
@@ -229,7 +254,7 @@ func (s *sseStream) quiet(d time.Duration) {
 	for {
 		select {
 		case ev := <-s.items:
-			if ev.Comment == "" {
+			if s.take(ev) {
 				s.t.Fatalf("got event %+v, want none", ev)
 			}
 		case <-deadline:
@@ -387,6 +412,10 @@ func TestEventsOrdering(t *testing.T) {
 	// Exactly the stream, ids included, and nothing more.
 	wantTransitions(t, events, h.transitionsAfter(start))
 	s.quiet(200 * time.Millisecond)
+	// The ready event came first, at the end of the stream as it was.
+	if s.ready != start || s.beforeReady != 0 {
+		t.Errorf("ready: got id %q after %d events, want id %q before any", s.ready, s.beforeReady, start)
+	}
 }
 
 func TestEventsResume(t *testing.T) {
@@ -427,6 +456,10 @@ func TestEventsResume(t *testing.T) {
 			got = append(got, s2.nextN(8, 5*time.Second)...)
 			wantTransitions(t, got, h.transitionsAfter(start))
 			s2.quiet(200 * time.Millisecond)
+			// Ready once the backlog was sent, at its last event.
+			if last := got[len(got)-1].ID; s2.ready != last || s2.beforeReady != 8 {
+				t.Errorf("ready: got id %q after %d events, want id %q after 8", s2.ready, s2.beforeReady, last)
+			}
 		})
 	}
 
@@ -584,7 +617,7 @@ func TestEventsPingAndRecheck(t *testing.T) {
 			case ev := <-s.items:
 				if ev.Comment == "ping" {
 					pings++
-				} else {
+				} else if s.take(ev) {
 					t.Fatalf("got %+v, want only pings", ev)
 				}
 			case <-deadline:

@@ -33,6 +33,8 @@ const (
 	EnvLogLevel          = "LOG_LEVEL"
 	EnvLogFormat         = "LOG_FORMAT"
 	EnvServiceKeys       = "PRESENCE_SERVICE_KEYS"
+	EnvSSEPingInterval   = "PRESENCE_SSE_PING_INTERVAL"
+	EnvSSEMaxStreams     = "PRESENCE_SSE_MAX_STREAMS"
 )
 
 // Defaults of the variables that have one.
@@ -53,10 +55,19 @@ const (
 	DefaultShutdownTimeout   = 15 * time.Second
 	DefaultLogLevel          = slog.LevelInfo
 	DefaultLogFormat         = LogText
+	DefaultSSEPingInterval   = 15 * time.Second
+	DefaultSSEMaxStreams     = 1000
 )
 
 // Limits that Load enforces.
 const (
+	// MinSSEPingInterval is the shortest event-stream ping interval: each
+	// ping also re-checks the stream's session in Redis.
+	MinSSEPingInterval = time.Second
+	// MaxSSEMaxStreams bounds the event-stream cap; each stream holds a
+	// connection (a file descriptor) and a goroutine.
+	MaxSSEMaxStreams = 1000000
+
 	// MinTTL is the shortest presence TTL: below a second the heartbeat
 	// traffic needed to stay online would dwarf everything else.
 	MinTTL = time.Second
@@ -199,6 +210,13 @@ type Config struct {
 	// name:sha256hex, the SHA-256 of each service's API key; see
 	// ServiceKey). Default nil: no service may.
 	ServiceKeys []ServiceKey
+	// SSEPingInterval is the interval of the event stream's comment
+	// heartbeats, and of each stream's re-check of its session
+	// (PRESENCE_SSE_PING_INTERVAL), at least MinSSEPingInterval. Default 15s.
+	SSEPingInterval time.Duration
+	// SSEMaxStreams caps the concurrent event streams of one instance
+	// (PRESENCE_SSE_MAX_STREAMS), 1 to MaxSSEMaxStreams. Default 1000.
+	SSEMaxStreams int
 }
 
 // Embedded reports whether presenced runs its own in-process Redis, which it
@@ -235,6 +253,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", string(c.LogFormat)),
 		slog.Any("service_keys", serviceNames(c.ServiceKeys)),
+		slog.Duration("sse_ping_interval", c.SSEPingInterval),
+		slog.Int("sse_max_streams", c.SSEMaxStreams),
 	)
 }
 

@@ -64,6 +64,8 @@ func defaults() Config {
 		ShutdownTimeout:   15 * time.Second,
 		LogLevel:          slog.LevelInfo,
 		LogFormat:         LogText,
+		SSEPingInterval:   15 * time.Second,
+		SSEMaxStreams:     1000,
 	}
 }
 
@@ -106,6 +108,8 @@ func TestLoadValid(t *testing.T) {
 				EnvShutdownTimeout:   "30s",
 				EnvLogLevel:          "debug",
 				EnvLogFormat:         "json",
+				EnvSSEPingInterval:   "5s",
+				EnvSSEMaxStreams:     "250",
 			},
 			want: Config{
 				Addr:              "127.0.0.1:9000",
@@ -128,6 +132,8 @@ func TestLoadValid(t *testing.T) {
 				ShutdownTimeout:   30 * time.Second,
 				LogLevel:          slog.LevelDebug,
 				LogFormat:         LogJSON,
+				SSEPingInterval:   5 * time.Second,
+				SSEMaxStreams:     250,
 			},
 		},
 		{
@@ -143,6 +149,7 @@ func TestLoadValid(t *testing.T) {
 		{name: "log level error", env: map[string]string{EnvLogLevel: "error"}, want: with(func(c *Config) { c.LogLevel = slog.LevelError })},
 		{name: "registration upper case", env: map[string]string{EnvRegistration: "OPEN"}, want: with(func(c *Config) { c.Registration = RegistrationOpen })},
 		{name: "sweep interval equal to TTL", env: map[string]string{EnvTTL: "1s", EnvSweepInterval: "1s"}, want: with(func(c *Config) { c.TTL = time.Second })},
+		{name: "sse settings at their limits", env: map[string]string{EnvSSEPingInterval: "1s", EnvSSEMaxStreams: "1000000"}, want: with(func(c *Config) { c.SSEPingInterval = time.Second; c.SSEMaxStreams = 1000000 })},
 		{name: "away after set", env: map[string]string{EnvAwayAfter: "90s"}, want: with(func(c *Config) { c.AwayAfter = 90 * time.Second })},
 		{name: "sweep interval at its minimum", env: map[string]string{EnvSweepInterval: "10ms"}, want: with(func(c *Config) { c.SweepInterval = 10 * time.Millisecond })},
 		{name: "token TTLs at their minimum", env: map[string]string{EnvAccessTokenTTL: "1s", EnvRefreshTokenTTL: "2s"}, want: with(func(c *Config) { c.AccessTokenTTL = time.Second; c.RefreshTokenTTL = 2 * time.Second })},
@@ -284,6 +291,12 @@ func TestLoadInvalid(t *testing.T) {
 			want: map[string]string{EnvShards: "must be between 1 and 16384, got 16385"}},
 		{name: "shards not a number", env: map[string]string{EnvShards: "1.5"},
 			want: map[string]string{EnvShards: `"1.5" is not a whole number`}},
+		{name: "sse ping too short", env: map[string]string{EnvSSEPingInterval: "100ms"},
+			want: map[string]string{EnvSSEPingInterval: "must be at least 1s, got 100ms"}},
+		{name: "sse max streams zero", env: map[string]string{EnvSSEMaxStreams: "0"},
+			want: map[string]string{EnvSSEMaxStreams: "must be between 1 and 1000000, got 0"}},
+		{name: "sse max streams not a number", env: map[string]string{EnvSSEMaxStreams: "many"},
+			want: map[string]string{EnvSSEMaxStreams: "is not a whole number"}},
 		{name: "events maxlen too small", env: map[string]string{EnvEventsMaxLen: "999"},
 			want: map[string]string{EnvEventsMaxLen: "must be at least 1000, got 999"}},
 		{name: "events maxlen zero", env: map[string]string{EnvEventsMaxLen: "0"},

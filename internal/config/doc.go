@@ -29,6 +29,8 @@
 //	LOG_LEVEL                     debug | info | warn | error [info]
 //	LOG_FORMAT                    text | json [text]
 //	PRESENCE_SERVICE_KEYS         name:sha256hex,... credentials of services that may batch heartbeats [none]
+//	PRESENCE_SSE_PING_INTERVAL    comment heartbeat (and session re-check) interval of the event stream [15s]
+//	PRESENCE_SSE_MAX_STREAMS      concurrent event streams per instance [1000]
 //
 // An empty variable counts as unset. Values other than secrets are trimmed of
 // surrounding white space.

@@ -16,7 +16,7 @@ var knownVars = map[string]bool{
 	EnvRefreshTokenTTL: true, EnvKeyPrefix: true, EnvRegistration: true, EnvAdminUsername: true,
 	EnvAdminPassword: true, EnvAdminPasswordFile: true, EnvCORSOrigins: true, EnvShards: true,
 	EnvEventsMaxLen: true, EnvBcryptCost: true, EnvRequestTimeout: true, EnvShutdownTimeout: true,
-	EnvLogLevel: true, EnvLogFormat: true,
+	EnvLogLevel: true, EnvLogFormat: true, EnvSSEPingInterval: true, EnvSSEMaxStreams: true,
 }
 
 // FuzzLoad feeds Load arbitrary environments. The input is NAME=VALUE
@@ -107,6 +107,9 @@ func checkValid(t *testing.T, c Config) {
 	}
 	if c.BcryptCost < MinBcryptCost || c.BcryptCost > MaxBcryptCost {
 		fail("BcryptCost %d", c.BcryptCost)
+	}
+	if c.SSEPingInterval < MinSSEPingInterval || c.SSEMaxStreams < 1 || c.SSEMaxStreams > MaxSSEMaxStreams {
+		fail("SSE ping %s max streams %d", c.SSEPingInterval, c.SSEMaxStreams)
 	}
 	if c.KeyPrefix == "" || strings.ContainsAny(c.KeyPrefix, "{} \t\r\n") {
 		fail("KeyPrefix %q", c.KeyPrefix)

@@ -79,6 +79,8 @@ func Load(getenv func(string) string) (Config, error) {
 	c.LogLevel = l.logLevel()
 	c.LogFormat = l.logFormat()
 	c.ServiceKeys = l.serviceKeys()
+	c.SSEPingInterval = l.duration(EnvSSEPingInterval, DefaultSSEPingInterval, MinSSEPingInterval)
+	c.SSEMaxStreams = int(l.integer(EnvSSEMaxStreams, DefaultSSEMaxStreams, 1, MaxSSEMaxStreams))
 
 	if err := errors.Join(l.errs...); err != nil {
 		return Config{}, err

@@ -32,6 +32,7 @@ var endpoints = map[string][]string{
 	"verify/":                         {http.MethodPost},
 	"profile/":                        {http.MethodGet},
 	"heartbeat/":                      {http.MethodGet, http.MethodPost},
+	"heartbeat/batch/":                {http.MethodPost},
 	"status/":                         {http.MethodPost},
 	"admin/users/":                    {http.MethodGet, http.MethodPost},
 	"admin/users/{id}/":               {http.MethodGet, http.MethodPut, http.MethodDelete},
@@ -209,6 +210,17 @@ func security(doc *openapi3.T, op *openapi3.Operation) (always, accepts bool) {
 	return always, accepts
 }
 
+// serviceKeyOnly reports whether op takes a service key and nothing else
+// (heartbeat/batch/, for trusted gateways).
+func serviceKeyOnly(op *openapi3.Operation) bool {
+	if op.Security == nil || len(*op.Security) != 1 {
+		return false
+	}
+	req := (*op.Security)[0]
+	_, ok := req["serviceKey"]
+	return ok && len(req) == 1
+}
+
 func responseSchema(t *testing.T, op *openapi3.Operation, status int) string {
 	t.Helper()
 	r := op.Responses.Status(status)
@@ -240,12 +252,13 @@ func TestErrorResponses(t *testing.T) {
 				}
 
 				always, accepts := security(doc, op)
-				if accepts {
+				service := serviceKeyOnly(op)
+				if accepts || service {
 					if got := responseSchema(t, op, 401); got != "AuthError" {
 						t.Errorf("401 schema: got %q, want %q", got, "AuthError")
 					}
 				}
-				if always && !accepts {
+				if always && !accepts && !service {
 					t.Errorf("needs security but not bearerAuth")
 				}
 
@@ -403,6 +416,12 @@ func TestSchemasEncodeContract(t *testing.T) {
 		{"status request", "StatusRequest", `{"ids": [1, 2, 3]}`, true},
 		{"status request too many", "StatusRequest", `{"ids": [` + strings.Repeat("1,", 1000) + `1]}`, false},
 		{"status request without ids", "StatusRequest", `{}`, false},
+		{"batch request", "BatchHeartbeatRequest", `{"sessions": [{"user_id": 1, "session_id": "3"}]}`, true},
+		{"batch request empty", "BatchHeartbeatRequest", `{"sessions": []}`, false},
+		{"batch request too many", "BatchHeartbeatRequest", `{"sessions": [` + strings.Repeat(`{"user_id": 1, "session_id": "3"},`, 1000) + `{"user_id": 1, "session_id": "3"}]}`, false},
+		{"batch request integer session", "BatchHeartbeatRequest", `{"sessions": [{"user_id": 1, "session_id": 3}]}`, false},
+		{"batch response", "BatchHeartbeatResponse", `{"refreshed": 1, "unknown": [], "revoked": [{"user_id": 2, "session_id": "1"}]}`, true},
+		{"batch response without lists", "BatchHeartbeatResponse", `{"refreshed": 1}`, false},
 
 		{"register", "RegisterRequest", `{"username": "a.b+c@d-e_f", "password": "12345678"}`, true},
 		{"register short username", "RegisterRequest", `{"username": "ab", "password": "12345678"}`, false},

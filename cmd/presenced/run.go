@@ -124,9 +124,14 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		return nil, err
 	}
 
+	serviceKeys := make([]httpapi.ServiceKey, len(cfg.ServiceKeys))
+	for i, k := range cfg.ServiceKeys {
+		serviceKeys[i] = httpapi.ServiceKey(k) // same fields: name and SHA-256
+	}
 	handler, err := httpapi.New(httpapi.Config{
 		Store: store, Tokens: tokens, Hasher: hasher, Metrics: m, Logger: log,
 		Registration: string(cfg.Registration), CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
+		ServiceKeys: serviceKeys,
 	})
 	if err != nil {
 		cleanup()

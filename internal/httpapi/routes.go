@@ -67,6 +67,7 @@ func (s *server) apiRoutes() []route {
 	return []route{
 		{method: http.MethodPost, path: "/heartbeat/", auth: authToken, handler: s.heartbeat},
 		{method: http.MethodGet, path: "/heartbeat/", auth: authCheck, handler: s.heartbeatStatus},
+		{method: http.MethodPost, path: "/heartbeat/batch/", auth: public, handler: s.heartbeatBatch}, // service key: see heartbeatBatch
 		{method: http.MethodPost, path: "/status/", auth: authRefresh, handler: s.statuses},
 		{method: http.MethodPost, path: "/me/status/", auth: authRefresh, handler: s.setMyStatus},
 

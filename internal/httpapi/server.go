@@ -67,6 +67,9 @@ type Config struct {
 	// Dashboard, when set, is served at /admin/ (internal/dashboard).
 	// Default: no dashboard.
 	Dashboard http.Handler
+	// ServiceKeys are the trusted services that may call heartbeat/batch/.
+	// Default none: every batch call gets 401.
+	ServiceKeys []ServiceKey
 }
 
 // server holds the dependencies of the handlers.
@@ -82,6 +85,7 @@ type server struct {
 	ready        func(ctx context.Context) error
 	now          func() time.Time
 	dashboard    http.Handler
+	serviceKeys  []ServiceKey
 
 	// The event streams: the feed they read through, their ping interval,
 	// the instance's cap and how many are open.
@@ -162,6 +166,7 @@ func New(cfg Config) (http.Handler, error) {
 		ready:        cfg.Ready,
 		now:          cfg.Now,
 		idPrefix:     hex.EncodeToString(b[:]),
+		serviceKeys:  cfg.ServiceKeys,
 		dashboard:    cfg.Dashboard,
 		eventPing:    cfg.EventPing,
 		maxStreams:   cfg.MaxEventStreams,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/presenced/presenced/internal/auth"
 	"github.com/presenced/presenced/internal/config"
+	"github.com/presenced/presenced/internal/dashboard"
 	"github.com/presenced/presenced/internal/httpapi"
 	"github.com/presenced/presenced/internal/metrics"
 	"github.com/presenced/presenced/internal/presence"
@@ -124,14 +125,19 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		return nil, err
 	}
 
-	serviceKeys := make([]httpapi.ServiceKey, len(cfg.ServiceKeys))
-	for i, k := range cfg.ServiceKeys {
-		serviceKeys[i] = httpapi.ServiceKey(k) // same fields: name and SHA-256
+	dash, err := dashboard.New(dashboard.Config{SessionTTL: cfg.TTL})
+	if err != nil {
+		cleanup()
+		return nil, err
 	}
+	// Closed when shutdown begins: http.Server.Shutdown waits for handlers
+	// but never cancels them, and event streams would otherwise hold it
+	// until its timeout.
+	streamsDone := make(chan struct{})
 	handler, err := httpapi.New(httpapi.Config{
 		Store: store, Tokens: tokens, Hasher: hasher, Metrics: m, Logger: log,
+		Dashboard: dash, StreamsDone: streamsDone, EventPing: cfg.SSEPingInterval, MaxEventStreams: cfg.SSEMaxStreams,
 		Registration: string(cfg.Registration), CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
-		ServiceKeys: serviceKeys,
 	})
 	if err != nil {
 		cleanup()
@@ -151,6 +157,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(func() { close(streamsDone) })
 
 	// Workers get their own context: on shutdown HTTP drains first, while
 	// they still run, and only then are they stopped.

@@ -125,6 +125,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		return nil, err
 	}
 
+	serviceKeys := make([]httpapi.ServiceKey, len(cfg.ServiceKeys))
+	for i, k := range cfg.ServiceKeys {
+		serviceKeys[i] = httpapi.ServiceKey(k) // same fields: name and SHA-256
+	}
 	dash, err := dashboard.New(dashboard.Config{SessionTTL: cfg.TTL})
 	if err != nil {
 		cleanup()
@@ -138,6 +142,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		Store: store, Tokens: tokens, Hasher: hasher, Metrics: m, Logger: log,
 		Dashboard: dash, StreamsDone: streamsDone, EventPing: cfg.SSEPingInterval, MaxEventStreams: cfg.SSEMaxStreams,
 		Registration: string(cfg.Registration), CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
+		ServiceKeys: serviceKeys,
 	})
 	if err != nil {
 		cleanup()

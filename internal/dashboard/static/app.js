@@ -198,6 +198,7 @@
   }
 
   function showLoginError(msg) {
+    $('password').value = '';
     const m = $('login-message');
     m.textContent = msg;
     m.classList.remove('info');
@@ -496,14 +497,15 @@
       removeRow(u.id);
       return;
     }
-    const prev = state.users.get(u.id);
-    const moved = !prev || prev.online_status !== u.online_status;
     state.users.set(u.id, u);
     let tr = state.rows.get(u.id);
     if (!tr) {
       tr = buildRow(u);
       state.rows.set(u.id, tr);
     }
+    // Compared with what the row shows: the user object may already hold
+    // the new status.
+    const moved = tr.dataset.status !== u.online_status || tr.dataset.username !== u.username;
     fillRow(tr, u);
     if (moved || !tr.isConnected) placeRow(tr, u);
     if (flash) {
@@ -544,11 +546,11 @@
     const name = el('span', { class: 'name' });
     const sub = el('span', { class: 'sub' });
     const label = el('span', { class: 'label' });
-    const override = el('span', { class: 'override' });
     const seen = el('time');
     const cells = {
-      user: el('td', { class: 'user', 'data-label': 'User' }, name, sub),
-      status: el('td', { class: 'status', 'data-label': 'Status' }, el('span', { class: 'dot', 'aria-hidden': 'true' }), label),
+      // One child per cell, so that the phone layout (label | value) holds.
+      user: el('td', { class: 'user', 'data-label': 'User' }, el('div', null, name, sub)),
+      status: el('td', { class: 'status', 'data-label': 'Status' }, el('span', null, el('span', { class: 'dot', 'aria-hidden': 'true' }), label)),
       seen: el('td', { class: 'seen', 'data-label': 'Last seen' }, seen),
       sessions: el('td', { class: 'sessions', 'data-label': 'Sessions' }),
       role: el('td', { class: 'role', 'data-label': 'Role' }),
@@ -557,7 +559,7 @@
     };
     tr.append(...Object.values(cells));
     tr._cells = cells;
-    tr._parts = { name, sub, label, override, seen };
+    tr._parts = { name, sub, label, seen };
 
     const group = el('div', { class: 'actions-group', role: 'group' });
     const details = el('button', { type: 'button', class: 'secondary', text: 'Details', 'data-action': 'details' });
@@ -610,6 +612,8 @@
     if (a) {
       const self = state.me && u.id === state.me.id;
       a.forceLogout.setAttribute('aria-label', 'Log out ' + u.username + ' everywhere');
+      a.forceLogout.disabled = self;
+      if (self) a.forceLogout.title = 'Use Log out at the top for your own session';
       a.suspend.textContent = u.status === 'active' ? 'Suspend' : 'Activate';
       a.suspend.setAttribute('aria-label', (u.status === 'active' ? 'Suspend ' : 'Activate ') + u.username);
       a.suspend.disabled = self;

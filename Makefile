@@ -17,9 +17,9 @@ run: ## run the service (REDIS_URL unset: embedded Redis, no setup needed)
 build: ## build bin/presenced
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/presenced
 
-test: ## install test deps, then every test with the race detector against real redis-servers
+test: ## install test deps, then every test with the race detector against real redis-servers and headless Chromium
 	./scripts/test-deps.sh
-	PRESENCE_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 8m ./...
+	PRESENCE_REQUIRE_REDIS=1 PRESENCE_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -timeout 8m ./...
 
 test-short: ## quick tests: no race detector, slow tests skipped
 	$(GO) test -short -count=1 ./...

@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
-# Makes sure the tools the test suite needs are installed: today only
-# redis-server, which the integration tests start themselves on free ports.
-# Idempotent: does nothing when everything is there. Installs with apt-get
-# when run as root on Debian/Ubuntu; otherwise says what to install and fails.
-# It never starts the distribution's Redis service: tests run their own.
+# Makes sure the tools the test suite needs are installed:
+#   - redis-server, which the integration tests start themselves on free ports;
+#   - chromium, which the dashboard's browser test drives headless.
+# Idempotent: does nothing when everything is there. Installs what is missing
+# with apt-get when run as root on Debian/Ubuntu; otherwise says what to
+# install and fails. It never starts the distribution's Redis service: tests
+# run their own.
 set -euo pipefail
 
+have_chromium() {
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
+		command -v google-chrome >/dev/null 2>&1 || command -v google-chrome-stable >/dev/null 2>&1
+}
+
+missing=()
 if command -v redis-server >/dev/null 2>&1; then
 	echo "test-deps: redis-server found: $(redis-server --version)"
+else
+	missing+=(redis-server)
+fi
+if have_chromium; then
+	echo "test-deps: chromium found"
+else
+	missing+=(chromium)
+fi
+if [[ ${#missing[@]} -eq 0 ]]; then
 	exit 0
 fi
 
 if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-	echo "test-deps: redis-server is not on PATH and cannot be installed automatically" >&2
-	echo "test-deps: (needs root and apt-get); install Redis 7 yourself, e.g. apt-get install redis-server or brew install redis" >&2
+	echo "test-deps: missing ${missing[*]}, which cannot be installed automatically (needs root and apt-get)" >&2
+	echo "test-deps: install them yourself, e.g. apt-get install redis-server chromium, or brew install redis chromium" >&2
 	exit 1
 fi
 
-echo "test-deps: redis-server is missing; installing it with apt-get"
+echo "test-deps: ${missing[*]} missing; installing with apt-get"
 export DEBIAN_FRONTEND=noninteractive
 # policy-rc.d refuses service starts for the duration of the install, so the
 # package's post-install script does not start a system Redis on port 6379.
@@ -32,10 +49,14 @@ cleanup() { if [[ $created_policy -eq 1 ]]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 
 apt-get update -q
-apt-get install -y -q --no-install-recommends redis-server
+apt-get install -y -q --no-install-recommends "${missing[@]}"
 
 if ! command -v redis-server >/dev/null 2>&1; then
 	echo "test-deps: apt-get finished but redis-server is still not on PATH" >&2
 	exit 1
 fi
-echo "test-deps: installed $(redis-server --version)"
+if ! have_chromium; then
+	echo "test-deps: apt-get finished but chromium is still not on PATH" >&2
+	exit 1
+fi
+echo "test-deps: installed ${missing[*]}; $(redis-server --version)"

@@ -124,13 +124,9 @@ func (f *feed) run() {
 	pos := "$" // resolved by the store to the current end on the first read
 	backoff := 50 * time.Millisecond
 	for {
-		f.mu.Lock()
-		if f.subs == 0 {
-			f.running = false
-			f.mu.Unlock()
+		if f.idle() {
 			return
 		}
-		f.mu.Unlock()
 
 		// The first read only resolves "$" to the current end, without
 		// waiting, so that the head is known at once.
@@ -142,6 +138,9 @@ func (f *feed) run() {
 		trs, next, err := f.store.ReadTransitions(ctx, pos, feedBatchSize, block)
 		cancel()
 		if err != nil {
+			if f.idle() {
+				return // the last stream left (at shutdown Redis may be closing)
+			}
 			// The streams notice an unreachable store themselves (their
 			// session checks fail); the feed only retries.
 			f.log.LogAttrs(context.Background(), slog.LevelWarn, "event feed: read transitions", slog.String("error", err.Error()))
@@ -159,6 +158,18 @@ func (f *feed) run() {
 		}
 		pos = next
 	}
+}
+
+// idle reports whether no stream is subscribed, and if so marks the feed
+// stopped (the caller returns): the next subscriber starts a new run.
+func (f *feed) idle() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs == 0 {
+		f.running = false
+		return true
+	}
+	return false
 }
 
 // publish keeps b and wakes every stream.

@@ -6,7 +6,7 @@ FUZZTIME ?= 10s
 # Go files to format and check; testdata may hold deliberately odd files.
 GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*')
 
-.PHONY: help run build test test-short fmt vet lint fuzz clean
+.PHONY: help run build test test-short fmt vet lint fuzz clean bench bench-full
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,14 @@ lint: ## fail on unformatted files, then go vet
 
 fuzz: ## run every Fuzz* target for FUZZTIME (default 10s) each
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+bench: ## short benchmark run (small sizes, ~2 min; needs redis-server, as make test): tables + JSON in artifacts/bench-short
+	$(GO) build -o $(BIN)/presence-bench ./cmd/presence-bench
+	$(BIN)/presence-bench -preset short -out artifacts/bench-short
+
+bench-full: ## full benchmark run (10k users, 1M-user dataset, < 15 min): tables + JSON in artifacts/bench-full
+	$(GO) build -o $(BIN)/presence-bench ./cmd/presence-bench
+	$(BIN)/presence-bench -preset full -profile -out artifacts/bench-full
 
 clean: ## remove build and test outputs
 	rm -rf $(BIN) artifacts coverage.out coverage.html

@@ -56,7 +56,7 @@ func (s *server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	} else {
 		status, err = s.store.Touch(ctx, st.ref)
 	}
-	s.metrics.ObserveHeartbeat(heartbeatResult(err))
+	s.metrics.ObserveHeartbeat(heartbeatResult(status, err))
 	if err != nil {
 		s.respondError(w, r, err)
 		return

@@ -347,7 +347,7 @@ func (s *server) authorize(r *http.Request, st *requestState, mode authMode, rol
 	switch mode {
 	case authRefresh:
 		status, err = s.store.Touch(ctx, ref)
-		s.metrics.ObserveHeartbeat(heartbeatResult(err))
+		s.metrics.ObserveHeartbeat(heartbeatResult(status, err))
 	case authCheck, authTicket:
 		status, err = s.store.CheckSession(ctx, ref)
 	case authToken:
@@ -377,8 +377,10 @@ func (s *server) authorize(r *http.Request, st *requestState, mode authMode, rol
 
 // heartbeatResult classifies the outcome of a Touch for the metrics. A
 // revived session counts as ok: Touch does not tell it apart.
-func heartbeatResult(err error) metrics.HeartbeatResult {
+func heartbeatResult(st presence.Status, err error) metrics.HeartbeatResult {
 	switch {
+	case err == nil && st.Revived:
+		return metrics.HeartbeatRevived
 	case err == nil:
 		return metrics.HeartbeatOK
 	case errors.Is(err, presence.ErrSessionRevoked), errors.Is(err, presence.ErrAccountInactive):

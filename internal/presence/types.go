@@ -151,6 +151,9 @@ type SessionStart struct {
 type Status struct {
 	OnlineStatus OnlineStatus
 	LastSeen     time.Time
+	// Revived is set by Touch and TouchIdle when the session's TTL had run
+	// out and the call brought it back (for metrics).
+	Revived bool
 }
 
 // NewUser is what CreateUser needs. Username must already be validated with

@@ -32,6 +32,9 @@ func (s *Store) StartSession(ctx context.Context, userID int64, start presence.S
 	}
 	flat, _ := res[3].([]any)
 	u := userFromFlat(flat)
+	if n, _ := res[4].(int64); u.IsOnline() { // invisible users show no live session
+		u.LiveSessions = int(n)
+	}
 	s.observe(str(res[2]), u.OnlineStatus, presence.ReasonLogin)
 	u.LastSeen = msTime(now)
 	sess := presence.Session{
@@ -142,7 +145,7 @@ func (s *Store) revive(ctx context.Context, ref presence.SessionRef, now time.Ti
 	}
 	st := presence.OnlineStatus(str(res[1]))
 	s.observe(str(res[2]), st, presence.ReasonHeartbeat)
-	return presence.Status{OnlineStatus: st, LastSeen: now.UTC()}, nil
+	return presence.Status{OnlineStatus: st, LastSeen: now.UTC(), Revived: true}, nil
 }
 
 // CheckSession implements presence.Store in one pipelined round trip.

@@ -172,7 +172,11 @@ func TestLoginHeartbeatLogout(t *testing.T) {
 		t.Fatalf("after login: got %s with %d sessions, want online with 1", got.OnlineStatus, got.LiveSessions)
 	}
 	// A second session does not make a second transition.
-	ref2 := f.login(t, u)
+	sess2, again, err := f.store.StartSession(f.ctx, u.ID, presence.SessionStart{RefreshID: "x", RefreshExpires: f.clock.Now().Add(time.Hour)})
+	if err != nil || again.LiveSessions != 2 {
+		t.Fatalf("second login reports %d live sessions (%v), want 2", again.LiveSessions, err)
+	}
+	ref2 := presence.SessionRef{UserID: u.ID, SessionID: sess2.ID, TokenVersion: again.TokenVersion}
 	if ref2.SessionID == ref.SessionID {
 		t.Fatalf("second session reused id %s", ref.SessionID)
 	}
@@ -258,8 +262,11 @@ func TestExpiryBySweep(t *testing.T) {
 	}
 	// The session is not revoked: its next heartbeat brings the user back.
 	st, err := f.store.Touch(f.ctx, ref)
-	if err != nil || st.OnlineStatus != presence.Online {
-		t.Fatalf("Touch after expiry: got %+v %v, want online", st, err)
+	if err != nil || st.OnlineStatus != presence.Online || !st.Revived {
+		t.Fatalf("Touch after expiry: got %+v %v, want online and revived", st, err)
+	}
+	if st, _ := f.store.Touch(f.ctx, ref); st.Revived {
+		t.Fatalf("steady-state Touch reported a revival")
 	}
 	if tr := f.transitions(); fmt.Sprint(tr) != "[online/login offline/expired online/heartbeat]" {
 		t.Fatalf("transitions: got %v", tr)

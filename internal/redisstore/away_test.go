@@ -354,3 +354,19 @@ func TestListenerSkipsADeadlineAHeartbeatJustMoved(t *testing.T) {
 		t.Fatalf("user flapped to %s", got.OnlineStatus)
 	}
 }
+
+func TestOverrideUntilClearsWithoutAHeartbeat(t *testing.T) {
+	f := newFixture(t, Config{TTL: time.Hour, AwayAfter: time.Hour})
+	u := f.user(t, "alice", presence.StatusActive)
+	f.login(t, u)
+	if got, _ := f.store.SetOnlineStatus(f.ctx, u.ID, presence.Offline, f.clock.Now().Add(time.Minute), presence.ReasonManual); got.OnlineStatus != presence.Offline {
+		t.Fatalf("invisible: got %s", got.OnlineStatus)
+	}
+	f.clock.Advance(2 * time.Minute)
+	if _, err := f.store.ScanIdle(f.ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.status(t, u.ID); got.OnlineStatus != presence.Online {
+		t.Fatalf("after the override's until and one idle scan: got %s, want online", got.OnlineStatus)
+	}
+}

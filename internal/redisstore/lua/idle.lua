@@ -1,6 +1,6 @@
 -- idle: one slice of the scan that finds live sessions without activity for
 -- PRESENCE_AWAY_AFTER, marks them idle and makes users whose every live
--- session is idle away. It walks the deadline index (every live session is
+-- session is idle away (and clears manual overrides whose time is up). It walks the deadline index (every live session is
 -- in it) with ZSCAN from a cursor kept in Redis, so several replicas share one
 -- pass, and no per-session activity index is needed: the activity time is the
 -- live key's value. The slice size makes a full pass take about one period.
@@ -25,6 +25,10 @@ for i = 1, #pairs_, 2 do
     if ms and kind ~= 'i' and ms + away <= now then
       redis.call('SET', lkey, 'i' .. ms, 'KEEPTTL')
       if apply(uid, 'idle', now, ttl, maxlen, now) then made = made + 1 end
+    elseif kind == 'm' then
+      -- The user has a manual override: re-applying lets one whose "until"
+      -- has passed clear itself without waiting for an active heartbeat.
+      if apply(uid, 'manual', now, ttl, maxlen, now) then made = made + 1 end
     end
   end
 end

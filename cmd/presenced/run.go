@@ -107,6 +107,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		cleanup()
 		return nil, err
 	}
+	if err := store.Announce(ctx); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
 
 	secret := cfg.JWTSecret
 	if len(secret) == 0 {

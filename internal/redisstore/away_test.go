@@ -370,3 +370,43 @@ func TestOverrideUntilClearsWithoutAHeartbeat(t *testing.T) {
 		t.Fatalf("after the override's until and one idle scan: got %s, want online", got.OnlineStatus)
 	}
 }
+
+func TestExpiryToAwayIsCountedAsAway(t *testing.T) {
+	f := newFixture(t, Config{TTL: 10 * time.Second, AwayAfter: 5 * time.Second})
+	u := f.user(t, "alice", presence.StatusActive)
+	a, b := f.login(t, u), f.login(t, u)
+	f.clock.Advance(4 * time.Second)
+	_, _ = f.store.Touch(f.ctx, a)
+	_, _ = f.store.TouchIdle(f.ctx, b)
+	f.clock.Advance(4 * time.Second)
+	_, _ = f.store.TouchIdle(f.ctx, b)
+	if _, err := f.store.ScanIdle(f.ctx, 0); err != nil { // b idle, a still active
+		t.Fatal(err)
+	}
+	if got := f.status(t, u.ID); got.OnlineStatus != presence.Online {
+		t.Fatalf("one active session left: got %s", got.OnlineStatus)
+	}
+	f.clock.Advance(7 * time.Second) // a's deadline (14s) passed, b's (18s) not
+	r := f.sweep(t)
+	if len(r.Expired) != 1 || r.Expired[0].Status != presence.Away || r.Expired[0].WentOffline {
+		t.Fatalf("sweep: %+v, want one session ended with the user away", r.Expired)
+	}
+	want := "[online/login away/expired]"
+	if got := fmt.Sprint(f.transitions()); got != want {
+		t.Fatalf("transitions %s, want %s", got, want)
+	}
+}
+
+func TestAnnounceRecordsSchemaAndTTL(t *testing.T) {
+	f := newFixture(t, Config{TTL: 7 * time.Second})
+	if v, _ := f.rdb.HGet(f.ctx, f.store.k.meta(), "ttl_ms").Result(); v != "" {
+		t.Fatalf("Prepare wrote ttl_ms %q; only Announce may", v)
+	}
+	if err := f.store.Announce(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := f.rdb.HGetAll(f.ctx, f.store.k.meta()).Result()
+	if m["schema"] != "1" || m["ttl_ms"] != "7000" || m["shards"] != "1" {
+		t.Fatalf("meta %v", m)
+	}
+}

@@ -142,7 +142,7 @@ func (s *Store) activateBatch(ctx context.Context, refs []presence.SessionRef, m
 		}
 		outcome[i] = batchRefreshed
 		if len(row) > 2 {
-			s.observe(str(row[2]), presence.OnlineStatus(str(row[1])), presence.ReasonHeartbeat)
+			s.observe(str(row[2]), presence.ReasonHeartbeat)
 		}
 	}
 	return gone, nil
@@ -187,7 +187,7 @@ func (s *Store) reviveBatch(ctx context.Context, refs []presence.SessionRef, mis
 		}
 		outcome[i] = batchRefreshed
 		if len(row) > 2 {
-			s.observe(str(row[2]), presence.OnlineStatus(str(row[1])), presence.ReasonHeartbeat)
+			s.observe(str(row[2]), presence.ReasonHeartbeat)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/presenced/presenced/internal/presence"
@@ -17,6 +18,9 @@ type Expired struct {
 	// WentOffline reports whether this ended the user's presence (false when
 	// another session kept them online).
 	WentOffline bool
+	// Status is the user's status after a transition this made (offline, or
+	// away when the sessions left are idle), "" when it made none.
+	Status presence.OnlineStatus
 }
 
 // SweepResult is what one sweep call did.
@@ -66,9 +70,11 @@ func (s *Store) expire(ctx context.Context, shard int64, limit int, members []st
 		uid, _ := row[0].(int64)
 		last, _ := row[1].(int64)
 		deadline, _ := row[2].(int64)
-		e := Expired{UserID: uid, LastSeen: msTime(last), Deadline: msTime(deadline), WentOffline: str(row[3]) != ""}
-		if e.WentOffline {
-			s.onTransition(presence.Offline, presence.ReasonExpired)
+		e := Expired{UserID: uid, LastSeen: msTime(last), Deadline: msTime(deadline)}
+		if status, _, ok := strings.Cut(str(row[3]), "|"); ok {
+			e.Status = presence.OnlineStatus(status)
+			e.WentOffline = e.Status == presence.Offline
+			s.onTransition(e.Status, presence.ReasonExpired)
 		}
 		out.Expired = append(out.Expired, e)
 	}
@@ -89,9 +95,13 @@ func (s *Store) ScanIdle(ctx context.Context, shard int) (int, error) {
 	if err != nil {
 		return 0, s.fail("idle scan", err)
 	}
-	made, _ := res[1].(int64)
-	for i := int64(0); i < made; i++ {
-		s.onTransition(presence.Away, presence.ReasonIdle)
+	made := 0
+	for i, reason := range []presence.Reason{presence.ReasonIdle, presence.ReasonManual} {
+		evs, _ := res[i+1].([]any)
+		for _, ev := range evs {
+			s.observe(str(ev), reason)
+			made++
+		}
 	}
-	return int(made), nil
+	return made, nil
 }

@@ -35,7 +35,7 @@ func (s *Store) StartSession(ctx context.Context, userID int64, start presence.S
 	if n, _ := res[4].(int64); u.IsOnline() { // invisible users show no live session
 		u.LiveSessions = int(n)
 	}
-	s.observe(str(res[2]), u.OnlineStatus, presence.ReasonLogin)
+	s.observe(str(res[2]), presence.ReasonLogin)
 	u.LastSeen = msTime(now)
 	sess := presence.Session{
 		ID: str(res[1]), UserID: userID, CreatedAt: msTime(now), LastSeen: msTime(now),
@@ -122,7 +122,7 @@ func (s *Store) activate(ctx context.Context, ref presence.SessionRef, now time.
 		return s.revive(ctx, ref, now, false)
 	}
 	st := presence.OnlineStatus(str(res[1]))
-	s.observe(str(res[2]), st, presence.ReasonHeartbeat)
+	s.observe(str(res[2]), presence.ReasonHeartbeat)
 	return presence.Status{OnlineStatus: st, LastSeen: now.UTC()}, nil
 }
 
@@ -139,12 +139,15 @@ func (s *Store) revive(ctx context.Context, ref presence.SessionRef, now time.Ti
 	}
 	switch str(res[0]) {
 	case "revoked":
+		if len(res) > 1 { // the refresh window had ended: the session ended now
+			s.observe(str(res[1]), presence.ReasonLogout)
+		}
 		return presence.Status{}, fmt.Errorf("redisstore: user %d session %s: %w", ref.UserID, ref.SessionID, presence.ErrSessionRevoked)
 	case "inactive":
 		return presence.Status{}, fmt.Errorf("redisstore: user %d: %w", ref.UserID, presence.ErrAccountInactive)
 	}
 	st := presence.OnlineStatus(str(res[1]))
-	s.observe(str(res[2]), st, presence.ReasonHeartbeat)
+	s.observe(str(res[2]), presence.ReasonHeartbeat)
 	return presence.Status{OnlineStatus: st, LastSeen: now.UTC(), Revived: true}, nil
 }
 
@@ -195,7 +198,7 @@ func (s *Store) EndSession(ctx context.Context, ref presence.SessionRef, reason 
 	if str(res[0]) == "revoked" {
 		return fmt.Errorf("redisstore: user %d session %s: %w", ref.UserID, ref.SessionID, presence.ErrSessionRevoked)
 	}
-	s.observe(str(res[1]), presence.Offline, reason)
+	s.observe(str(res[1]), reason)
 	return nil
 }
 
@@ -208,11 +211,14 @@ func (s *Store) RotateRefresh(ctx context.Context, ref presence.SessionRef, oldI
 	}
 	switch str(res[0]) {
 	case "revoked":
+		if len(res) > 1 { // the refresh window had ended: the session ended now
+			s.observe(str(res[1]), presence.ReasonLogout)
+		}
 		return fmt.Errorf("redisstore: user %d session %s: %w", ref.UserID, ref.SessionID, presence.ErrSessionRevoked)
 	case "inactive":
 		return fmt.Errorf("redisstore: user %d: %w", ref.UserID, presence.ErrAccountInactive)
 	case "reused":
-		s.observe(str(res[1]), presence.Offline, presence.ReasonLogout)
+		s.observe(str(res[1]), presence.ReasonLogout)
 		return fmt.Errorf("redisstore: user %d session %s: %w", ref.UserID, ref.SessionID, presence.ErrRefreshReused)
 	}
 	return nil

@@ -118,11 +118,6 @@ func (s *Store) Prepare(ctx context.Context) error {
 	if err := s.rdb.HSetNX(ctx, s.k.meta(), "shards", want).Err(); err != nil {
 		return s.fail("prepare", err)
 	}
-	// schema and ttl_ms are for other services reading the keys (an online
-	// user's latest activity is a deadline minus the TTL).
-	if err := s.rdb.HSet(ctx, s.k.meta(), "schema", 1, "ttl_ms", s.ttlMS).Err(); err != nil {
-		return s.fail("prepare", err)
-	}
 	got, err := s.rdb.HGet(ctx, s.k.meta(), "shards").Result()
 	if err != nil {
 		return s.fail("prepare", err)
@@ -134,6 +129,17 @@ func (s *Store) Prepare(ctx context.Context) error {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return s.fail("prepare: load script", err)
 		}
+	}
+	return nil
+}
+
+// Announce records, for other services reading the keys, the schema version
+// and the TTL in force (an online user's latest activity is a deadline minus
+// ttl_ms). Only the server calls it, after Prepare succeeded: a tool such as
+// createuser, or a start refused for a wrong shard count, must not change it.
+func (s *Store) Announce(ctx context.Context) error {
+	if err := s.rdb.HSet(ctx, s.k.meta(), "schema", 1, "ttl_ms", s.ttlMS).Err(); err != nil {
+		return s.fail("announce", err)
 	}
 	return nil
 }
@@ -179,11 +185,11 @@ func isUnavailable(err error) bool {
 
 func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
 
-// observe reports a transition made by a script (id is its stream ID, "" when
-// none happened).
-func (s *Store) observe(id string, status presence.OnlineStatus, reason presence.Reason) {
-	if id != "" {
-		s.onTransition(status, reason)
+// observe reports a transition a script made: ev is "<status>|<stream ID>",
+// or "" when none happened.
+func (s *Store) observe(ev string, reason presence.Reason) {
+	if status, _, ok := strings.Cut(ev, "|"); ok {
+		s.onTransition(presence.OnlineStatus(status), reason)
 	}
 }
 

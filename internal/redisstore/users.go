@@ -169,14 +169,7 @@ func (s *Store) account(ctx context.Context, mode string, id int64, reason prese
 	if str(res[0]) == "notfound" {
 		return nil, fmt.Errorf("redisstore: %s user %d: %w", mode, id, presence.ErrNotFound)
 	}
-	if str(res[1]) != "" {
-		status := presence.Offline
-		if len(res) > 2 {
-			flat, _ := res[2].([]any)
-			status = userFromFlat(flat).OnlineStatus
-		}
-		s.onTransition(status, reason)
-	}
+	s.observe(str(res[1]), reason)
 	return res, nil
 }
 

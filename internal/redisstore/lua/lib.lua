@@ -86,8 +86,8 @@ end
 --   override "away", or every live session idle -> away
 --   otherwise                   -> online
 -- An override never makes a user without a live session look present. An
--- override whose "until" has passed is removed here. Returns the stream ID
--- of the transition or false.
+-- override whose "until" has passed is removed here. Returns
+-- "<new status>|<stream ID>" when it made a transition, else false.
 local function apply(uid, reason, now, ttl, maxlen, last)
   local ukey = k_user(uid)
   local live, active = 0, 0
@@ -122,7 +122,7 @@ local function apply(uid, reason, now, ttl, maxlen, last)
   elseif cur == 'offline' then
     redis.call('SADD', K_ONLINE, uid)
   end
-  return emit(maxlen, uid, u[2], want, last_seen, reason, now)
+  return want .. '|' .. emit(maxlen, uid, u[2], want, last_seen, reason, now)
 end
 
 -- end_session removes one session (record, live key, index entry). The
@@ -134,7 +134,7 @@ local function end_session(uid, sid)
 end
 
 -- end_all ends every session of uid, bumps the token version and takes the
--- user offline. Returns the stream ID or false.
+-- user offline. Returns what apply returns.
 -- last_seen is the latest activity of the sessions (deadline - TTL), not
 -- the time of the admin action that ended them.
 local function end_all(uid, reason, now, ttl, maxlen)

@@ -6,7 +6,8 @@
 -- ARGV[1]  shard prefix  ARGV[2] user id  ARGV[3] session id  ARGV[4] token version
 -- ARGV[5]  now (ms)      ARGV[6] TTL (ms) ARGV[7] stream maxlen
 -- ARGV[8]  "1" when the heartbeat reported no activity (the session comes back idle)
--- Returns {"revoked"}, {"inactive"} or {"ok", online_status, stream id or ""}.
+-- Returns {"revoked"[, transition]}, {"inactive"} or {"ok", online_status, transition or ""},
+-- a transition being "<status>|<stream id>".
 local uid, sid, now = ARGV[2], ARGV[3], tonumber(ARGV[5])
 local u = redis.call('HMGET', k_user(uid), 'status', 'tv')
 if not u[1] or u[2] ~= ARGV[4] then return {'revoked'} end
@@ -16,8 +17,8 @@ if u[1] ~= 'active' then return {'inactive'} end
 local rec = parse_session(raw)
 if not rec or rec.rexp <= now then
   end_session(uid, sid)
-  apply(uid, 'logout', now, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
-  return {'revoked'}
+  local ev = apply(uid, 'logout', now, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
+  return {'revoked', ev or ''}
 end
 local mark = active_mark(uid)
 if ARGV[8] == '1' then mark = 'i' end

@@ -4,7 +4,8 @@
 -- ARGV[1]  shard prefix  ARGV[2] user id  ARGV[3] session id  ARGV[4] token version
 -- ARGV[5]  old refresh id  ARGV[6] new refresh id  ARGV[7] new refresh expiry (ms)
 -- ARGV[8]  now (ms)  ARGV[9] TTL (ms)  ARGV[10] stream maxlen
--- Returns {"revoked"}, {"inactive"}, {"reused", stream id or ""} or {"ok"}.
+-- Returns {"revoked"[, transition]}, {"inactive"}, {"reused", transition or ""} or {"ok"},
+-- a transition being "<status>|<stream id>".
 local uid, sid, now = ARGV[2], ARGV[3], tonumber(ARGV[8])
 local u = redis.call('HMGET', k_user(uid), 'status', 'tv')
 if not u[1] or u[2] ~= ARGV[4] then return {'revoked'} end
@@ -14,8 +15,8 @@ if not rec then return {'revoked'} end
 if u[1] ~= 'active' then return {'inactive'} end
 if rec.rexp <= now then
   end_session(uid, sid)
-  apply(uid, 'logout', now, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
-  return {'revoked'}
+  local ev = apply(uid, 'logout', now, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
+  return {'revoked', ev or ''}
 end
 if rec.rid ~= ARGV[5] then
   end_session(uid, sid)

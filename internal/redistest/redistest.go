@@ -49,6 +49,9 @@ type options struct {
 	notifications bool
 	aof           bool
 	args          []string
+	// clusterNodeTimeout, when set, runs the server as a Redis Cluster node
+	// (see StartCluster) with this cluster-node-timeout.
+	clusterNodeTimeout time.Duration
 }
 
 // WithoutNotifications starts the server with keyspace notifications off
@@ -74,6 +77,9 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	// bus is the cluster bus port of a cluster node (0 otherwise); it stays
+	// the same across Restart, like the port.
+	bus  int
 	opts options
 
 	mu   sync.Mutex
@@ -170,6 +176,21 @@ func (s *Server) Stop() {
 	}
 }
 
+// Kill ends the server with SIGKILL, as a crash or a lost machine would (no
+// SHUTDOWN, nothing saved, clients see the connection drop), and waits for
+// it to exit. Restart brings it back. Kill on a stopped server does nothing.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	p := s.proc
+	s.proc = nil
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // Restart stops the server if it is running and starts it again on the same
 // port with the same data directory and options, as a Redis that went down
 // and came back. Clients of the old process reconnect on their own.
@@ -207,6 +228,27 @@ func (s *Server) start(port int) error {
 	if s.opts.notifications {
 		args = append(args, "--notify-keyspace-events", "Ex")
 	}
+	bus := s.bus
+	if s.opts.clusterNodeTimeout > 0 {
+		// The default bus port (port + 10000) may be taken or past 65535:
+		// pick a free one too, kept across Restart (other nodes know it).
+		if bus == 0 || port != s.port {
+			var err error
+			if bus, err = freePort(); err != nil {
+				return err
+			}
+		}
+		args = append(args,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(bus),
+			"--cluster-node-timeout", strconv.FormatInt(s.opts.clusterNodeTimeout.Milliseconds(), 10),
+			// A replica that never finished its first sync may not take
+			// over; the default 5 s wait for more replicas before a
+			// diskless sync would leave a fresh cluster without failover.
+			"--repl-diskless-sync-delay", "0",
+		)
+	}
 	args = append(args, s.opts.args...)
 
 	p := &process{cmd: exec.Command(s.bin, args...), done: make(chan struct{}), log: &lockedBuffer{}}
@@ -234,7 +276,7 @@ func (s *Server) start(port int) error {
 		return fmt.Errorf("%s: %w\nredis-server output:\n%s", addr, err, p.log.Tail(2048))
 	}
 	s.mu.Lock()
-	s.Addr, s.port, s.proc = addr, port, p
+	s.Addr, s.port, s.bus, s.proc = addr, port, bus, p
 	s.mu.Unlock()
 	return nil
 }

@@ -78,6 +78,7 @@ type Tokens struct {
 	issuer     string
 	now        func() time.Time
 	parser     *jwt.Parser
+	macs       *macPool // fastParse's HMAC states
 }
 
 // NewTokens validates cfg, fills its defaults and returns a Tokens. It returns
@@ -118,6 +119,7 @@ func NewTokens(cfg TokenConfig) (*Tokens, error) {
 		issuer:     cfg.Issuer,
 		now:        cfg.Now,
 	}
+	t.macs = newMACPool(t.secret)
 	t.parser = jwt.NewParser(
 		// Pinning the algorithm refuses "none", HS384/HS512 and the RS256/HS256
 		// confusion attack before the key is looked at.
@@ -283,6 +285,15 @@ func (t *Tokens) parseClaims(token, want string) (Claims, error) {
 	if len(token) > maxTokenLen {
 		return Claims{}, errTooLong
 	}
+	if c, ok := t.fastParse(token, want); ok {
+		return c, nil
+	}
+	return t.jwtParse(token, want)
+}
+
+// jwtParse is parseClaims through the jwt package: the reference, and the
+// path of every token fastParse does not accept.
+func (t *Tokens) jwtParse(token, want string) (Claims, error) {
 	var jc jwtClaims
 	if _, err := t.parser.ParseWithClaims(token, &jc, t.key); err != nil {
 		return Claims{}, err

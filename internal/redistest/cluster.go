@@ -86,6 +86,7 @@ func StartCluster(tb testing.TB, masters, replicasPerMaster int, opts ...Option)
 		return nil
 	}
 	c.WaitReady(tb)
+	c.waitReplicas(tb, masters*replicasPerMaster)
 	if got := len(c.Masters(tb)); got != masters {
 		tb.Fatalf("redistest: cluster created with %d masters, want %d", got, masters)
 	}
@@ -214,6 +215,35 @@ func (c *Cluster) WaitReady(tb testing.TB) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	tb.Fatalf("redistest: cluster not ready after %s: %v", clusterReadyTimeout, last)
+}
+
+// waitReplicas waits until n nodes are replicas in sync with their master:
+// redis-cli returns before every replica has attached, and a replica that
+// never synced could not take over.
+func (c *Cluster) waitReplicas(tb testing.TB, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(clusterReadyTimeout)
+	for {
+		synced := 0
+		for _, s := range c.Nodes {
+			cl := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+			repl, err := cl.Info(context.Background(), "replication").Result()
+			_ = cl.Close()
+			if err == nil && infoField(repl, "role") == "slave" && infoField(repl, "master_link_status") == "up" &&
+				infoField(repl, "master_sync_in_progress") == "0" {
+				synced++
+			}
+		}
+		if synced == n {
+			c.WaitReady(tb)
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: %d of %d replicas in sync after %s", synced, n, clusterReadyTimeout)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // WaitFailover waits until the master old (killed or stopped by the test)

@@ -82,6 +82,16 @@ func TestClusterStartReshardFailover(t *testing.T) {
 		case err == nil:
 			i++
 		case time.Now().After(deadline):
+			for _, n := range c.Nodes { // where did the key go?
+				if n.running() {
+					cl := n.Client(t)
+					cl.Do(ctx, "READONLY")
+					ex, err := cl.Exists(ctx, fmt.Sprintf("k%d", i)).Result()
+					db, _ := cl.DBSize(ctx).Result()
+					role, _ := cl.Do(ctx, "ROLE").Slice()
+					t.Logf("%s: EXISTS k%d = %d (%v), DBSIZE %d, ROLE %v", n.Addr, i, ex, err, db, role[0])
+				}
+			}
 			t.Fatalf("k%d after failover: %v", i, err)
 		default:
 			time.Sleep(50 * time.Millisecond)

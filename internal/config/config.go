@@ -129,9 +129,11 @@ type Config struct {
 	// Addr is the HTTP listen address (PRESENCE_ADDR), host:port with a
 	// numeric port; port 0 picks a free one. Default ":8080".
 	Addr string
-	// RedisURL is the Redis to use (REDIS_URL), a URL that go-redis's
-	// ParseURL accepts (redis://, rediss://, unix://). Default "": run an
-	// embedded in-process Redis (see Embedded).
+	// RedisURL is the Redis to use (REDIS_URL): a single server as a URL
+	// that go-redis's ParseURL accepts (redis://, rediss://, unix://), or a
+	// Redis Cluster as redis+cluster://host1:port1,host2:port2 (see
+	// ClusterOptions and RedisCluster). Default "": run an embedded
+	// in-process Redis (see Embedded).
 	RedisURL string
 	// EmbeddedRedisAddr is where the embedded Redis listens when RedisURL is
 	// empty (PRESENCE_EMBEDDED_REDIS_ADDR). Default "127.0.0.1:6380". It has
@@ -223,6 +225,10 @@ type Config struct {
 // does when REDIS_URL is unset.
 func (c Config) Embedded() bool { return c.RedisURL == "" }
 
+// RedisCluster reports whether RedisURL names a Redis Cluster; the wiring
+// then builds a cluster client from ClusterOptions(RedisURL).
+func (c Config) RedisCluster() bool { return IsClusterURL(c.RedisURL) }
+
 // LogValue renders the configuration for a start-up log line without any
 // secret: the JWT secret and admin password appear only as set or not, and a
 // password inside REDIS_URL is masked.
@@ -261,6 +267,9 @@ func (c Config) LogValue() slog.Value {
 // redactURL masks the password of a URL; a URL that does not parse is
 // replaced entirely, since we cannot tell where its password is.
 func redactURL(raw string) string {
+	if IsClusterURL(raw) {
+		return redactClusterURL(raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"

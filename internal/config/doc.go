@@ -8,7 +8,8 @@
 // Variables (defaults in brackets):
 //
 //	PRESENCE_ADDR                 HTTP listen address [:8080]
-//	REDIS_URL                     redis://, rediss:// or unix:// URL; unset runs an embedded Redis
+//	REDIS_URL                     redis://, rediss:// or unix:// URL, or redis+cluster://host1:port1,host2:port2
+//	                              (rediss+cluster:// for TLS) for a Redis Cluster; unset runs an embedded Redis
 //	PRESENCE_EMBEDDED_REDIS_ADDR  where the embedded Redis listens [127.0.0.1:6380]
 //	PRESENCE_JWT_SECRET(_FILE)    HS256 key, >= 32 bytes; required with REDIS_URL
 //	PRESENCE_TTL                  session presence TTL [120s]
@@ -21,7 +22,7 @@
 //	PRESENCE_ADMIN_USERNAME       first admin, created at start-up if absent
 //	PRESENCE_ADMIN_PASSWORD(_FILE) its password (8-128 characters)
 //	PRESENCE_CORS_ORIGINS         comma-separated allowed origins, or * [none]
-//	PRESENCE_SHARDS               hash-tag shards of the hot indexes [1]
+//	PRESENCE_SHARDS               hash-tag shards of the hot indexes; on a cluster, masters x 4 or more [1]
 //	PRESENCE_EVENTS_MAXLEN        approximate cap of the transitions stream [100000]
 //	PRESENCE_BCRYPT_COST          bcrypt cost of new password hashes [10]
 //	PRESENCE_REQUEST_TIMEOUT      deadline for the Redis work of one request [5s]

@@ -179,6 +179,13 @@ func (l *loader) redisURL() string {
 	if v == "" {
 		return ""
 	}
+	if IsClusterURL(v) {
+		if _, err := ClusterOptions(v); err != nil {
+			l.fail(EnvRedisURL, "not a valid Redis Cluster URL (%s); want redis+cluster://[user:password@]host1:port1,host2:port2[?options] or rediss+cluster://...", err)
+			return ""
+		}
+		return v
+	}
 	if _, err := redis.ParseURL(v); err != nil {
 		// url.Parse errors repeat the whole URL; keep only the cause.
 		var ue *url.Error
@@ -186,7 +193,7 @@ func (l *loader) redisURL() string {
 			err = ue.Err
 		}
 		msg := printable(strings.TrimPrefix(err.Error(), "redis: "))
-		l.fail(EnvRedisURL, "not a valid Redis URL (%s); want redis://[user:password@]host:port/db, rediss://... or unix:///path", msg)
+		l.fail(EnvRedisURL, "not a valid Redis URL (%s); want redis://[user:password@]host:port/db, rediss://..., unix:///path, or redis+cluster://host1:port1,host2:port2 for a Redis Cluster", msg)
 		return ""
 	}
 	return v

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -228,5 +230,147 @@ func (s *Store) pipelineScript(ctx context.Context, sc *redis.Script, n int, cal
 			rows[i] = row
 		}
 		return rows, nil
+	}
+}
+
+// maxTouchPipelines bounds the pipelines of coalesced heartbeats in flight
+// at once; a heartbeat that arrives while that many are in flight waits and
+// joins the next one.
+const maxTouchPipelines = 2
+
+// touchCoalescer sends the fast-path commands of concurrent Touch calls
+// (SET live XX PX GET + ZADD deadlines XX each) in shared pipelines. Each
+// call still sends its own commands for its own session and gets its own
+// replies, so Touch's semantics are unchanged, revocation included: an ended
+// session's SET XX fails in whichever pipeline carries it. What changes is
+// the cost: under load, one write and one read (on both sides of the
+// connection) serve many heartbeats instead of one each, and go-redis takes
+// one connection per batch. Alone, a call is sent at once, as before.
+//
+// It works without a goroutine of its own (the Store has no lifecycle): the
+// first callers become leaders, up to maxTouchPipelines; later ones queue,
+// and a leader whose pipeline is done hands the lead to the oldest queued
+// call, which sends everything queued so far. The zero value is ready.
+type touchCoalescer struct {
+	mu      sync.Mutex
+	leaders int
+	queue   []*touchCall
+}
+
+// touchCall is one Touch's commands and replies.
+type touchCall struct {
+	ctx              context.Context
+	live, index, mem string
+	nowMS            int64
+	score            float64
+	old              string
+	err              error
+	// done is closed when the replies are in, or when the call is handed
+	// the lead (lead is then true).
+	done chan struct{}
+	lead bool
+}
+
+// touchLive runs Touch's fast path for ref at nowMS through the
+// coalescer: SET live <nowMS> XX PX ttl GET and ZADD deadlines XX. It
+// returns the live key's old value; redis.Nil when the key did not exist
+// (nothing was set).
+func (s *Store) touchLive(ctx context.Context, ref presence.SessionRef, nowMS int64) (string, error) {
+	c := &touchCall{
+		ctx: ctx, live: s.k.live(ref.UserID, ref.SessionID), index: s.k.deadlines(s.k.shardOfID(ref.UserID)),
+		mem: member(ref.UserID, ref.SessionID), nowMS: nowMS, score: float64(nowMS + s.ttlMS),
+	}
+	tc := &s.touches
+	tc.mu.Lock()
+	if tc.leaders < maxTouchPipelines {
+		tc.leaders++
+		tc.mu.Unlock()
+		s.leadTouches([]*touchCall{c})
+		return c.old, c.err
+	}
+	c.done = make(chan struct{})
+	tc.queue = append(tc.queue, c)
+	tc.mu.Unlock()
+	<-c.done
+	if c.lead {
+		// Handed the lead (and taken off the queue): send this call and
+		// every one queued behind it.
+		tc.mu.Lock()
+		batch := append([]*touchCall{c}, tc.queue...)
+		tc.queue = nil
+		tc.mu.Unlock()
+		s.leadTouches(batch)
+	}
+	return c.old, c.err
+}
+
+// leadTouches sends batch as one pipeline, hands each call its replies,
+// then passes the lead on to the oldest queued call, if any.
+func (s *Store) leadTouches(batch []*touchCall) {
+	s.sendTouches(batch)
+	tc := &s.touches
+	tc.mu.Lock()
+	var next *touchCall
+	if len(tc.queue) > 0 {
+		next = tc.queue[0]
+		next.lead = true
+		tc.queue = tc.queue[1:]
+	} else {
+		tc.leaders--
+	}
+	tc.mu.Unlock()
+	for _, c := range batch {
+		if c.done != nil && !c.lead {
+			close(c.done)
+		}
+	}
+	if next != nil {
+		close(next.done)
+	}
+}
+
+// sendTouches runs the calls' commands in one pipeline. It is bounded by the
+// latest deadline among the calls (a call whose own request was cancelled
+// does not fail the others').
+func (s *Store) sendTouches(batch []*touchCall) {
+	ctx := context.Background()
+	var latest time.Time
+	for _, c := range batch {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			latest = time.Time{}
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if !latest.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, latest)
+		defer cancel()
+	}
+	sets := make([]*redis.StatusCmd, len(batch))
+	zadds := make([]*redis.IntCmd, len(batch))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range batch {
+			sets[i] = p.SetArgs(ctx, c.live, c.nowMS, redis.SetArgs{Mode: "XX", TTL: s.ttl, Get: true})
+			zadds[i] = p.ZAddXX(ctx, c.index, redis.Z{Score: c.score, Member: c.mem})
+		}
+		return nil
+	})
+	// Pipelined's own error is the first command error; each call looks at
+	// its own commands only (go-redis marks every command of a pipeline that
+	// failed as a whole).
+	_ = err
+	for i, c := range batch {
+		switch {
+		case sets[i].Err() != nil:
+			c.err = sets[i].Err()
+		case zadds[i].Err() != nil:
+			c.err = zadds[i].Err()
+		default:
+			c.old = sets[i].Val()
+		}
 	}
 }

@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -241,4 +243,70 @@ func TestTouchSessionsMarkedKey(t *testing.T) {
 	if got := f.status(t, u.ID); got.OnlineStatus != presence.Online {
 		t.Errorf("status: got %s, want online", got.OnlineStatus)
 	}
+}
+
+// TestIntegrationTouchCoalesced runs many concurrent Touch calls, which
+// share pipelines: each still gets its own answer (live sessions refreshed,
+// ended ones revoked, never brought back), and a call whose request was
+// cancelled does not fail the others.
+func TestIntegrationTouchCoalesced(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	var roundTrips, commands atomic.Int64
+	rdb.AddHook(countingHook{&roundTrips, &commands})
+	st, err := New(rdb, Config{Prefix: "coalesce:", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Prepare(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	const users = 60
+	refs := make([]presence.SessionRef, users)
+	for i := range refs {
+		refs[i] = loginAt(t, st, newUser(t, st, fmt.Sprintf("c%d", i)))
+	}
+	for i := 0; i < users; i += 3 { // every third session is ended
+		if err := st.EndSession(t.Context(), refs[i], presence.ReasonLogout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	roundTrips.Store(0)
+	const workers, rounds = 32, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*rounds)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				i := (w*rounds + r) % users
+				ctx := t.Context()
+				if w == 0 && r%5 == 0 {
+					ctx = cancelled // fails itself, never its neighbours
+				}
+				_, err := st.Touch(ctx, refs[i])
+				switch {
+				case ctx == cancelled:
+				case i%3 == 0 && !errors.Is(err, presence.ErrSessionRevoked):
+					errs <- fmt.Errorf("ended session %d: got %v, want ErrSessionRevoked", i, err)
+				case i%3 != 0 && err != nil:
+					errs <- fmt.Errorf("live session %d: got %v", i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i := 0; i < users; i += 3 {
+		if n, _ := rdb.Exists(t.Context(), st.k.live(refs[i].UserID, refs[i].SessionID)).Result(); n != 0 {
+			t.Errorf("ended session %d has a live key again", i)
+		}
+	}
+	t.Logf("%d touches in %d round trips", workers*rounds, roundTrips.Load())
 }

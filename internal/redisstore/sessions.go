@@ -66,21 +66,15 @@ func sanitizeUA(ua string) string {
 // only then does a script run (activate.lua).
 func (s *Store) Touch(ctx context.Context, ref presence.SessionRef) (presence.Status, error) {
 	now := s.now()
-	nowMS := now.UnixMilli()
-	shard := s.k.shardOfID(ref.UserID)
-	var set *redis.StatusCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		set = p.SetArgs(ctx, s.k.live(ref.UserID, ref.SessionID), nowMS, redis.SetArgs{Mode: "XX", TTL: s.ttl, Get: true})
-		p.ZAddXX(ctx, s.k.deadlines(shard), redis.Z{Score: float64(nowMS + s.ttlMS), Member: member(ref.UserID, ref.SessionID)})
-		return nil
-	})
+	// One round trip, shared with concurrent heartbeats (touchLive).
+	old, err := s.touchLive(ctx, ref, now.UnixMilli())
 	if err == nil {
-		if old := set.Val(); old == "" || old[0] < 'a' {
+		if old == "" || old[0] < 'a' {
 			return presence.Status{OnlineStatus: presence.Online, LastSeen: now.UTC()}, nil
 		}
 		return s.activate(ctx, ref, now)
 	}
-	if !errors.Is(set.Err(), redis.Nil) {
+	if !errors.Is(err, redis.Nil) {
 		return presence.Status{}, s.fail("heartbeat", err)
 	}
 	return s.revive(ctx, ref, now, false)

@@ -58,6 +58,7 @@ type Store struct {
 	awayAfter    time.Duration
 	interval     time.Duration
 	onTransition func(presence.OnlineStatus, presence.Reason)
+	touches      touchCoalescer // Touch's shared pipelines (batch.go)
 }
 
 var _ presence.Store = (*Store)(nil)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -184,6 +185,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Self == "" {
 		return nil, errors.New("loadtest: Config.Self is required (the binary that serves as the benchmark servers)")
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("loadtest: output directory: %w", err)
 	}
 	s := &suite{cfg: cfg, log: cfg.Log}
 	defer func() {

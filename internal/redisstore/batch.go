@@ -333,6 +333,11 @@ func (s *Store) leadTouches(batch []*touchCall) {
 // latest deadline among the calls (a call whose own request was cancelled
 // does not fail the others').
 func (s *Store) sendTouches(batch []*touchCall) {
+	if len(batch) == 1 {
+		// Alone (the common case below saturation): its own context.
+		s.sendTouchesCtx(batch[0].ctx, batch)
+		return
+	}
 	ctx := context.Background()
 	var latest time.Time
 	for _, c := range batch {
@@ -350,6 +355,10 @@ func (s *Store) sendTouches(batch []*touchCall) {
 		ctx, cancel = context.WithDeadline(ctx, latest)
 		defer cancel()
 	}
+	s.sendTouchesCtx(ctx, batch)
+}
+
+func (s *Store) sendTouchesCtx(ctx context.Context, batch []*touchCall) {
 	sets := make([]*redis.StatusCmd, len(batch))
 	zadds := make([]*redis.IntCmd, len(batch))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

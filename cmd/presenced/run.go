@@ -280,6 +280,11 @@ func connectRedis(cfg config.Config, log *slog.Logger) (redis.UniversalClient, *
 		if err != nil {
 			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// Without this go-redis bounds socket reads by ReadTimeout (5s) only,
+		// not by the request's context: a hung Redis (frozen, partitioned)
+		// held every request for 5s whatever PRESENCE_REQUEST_TIMEOUT said
+		// (internal/chaos TestRedisFrozen).
+		opts.ContextTimeoutEnabled = true
 		return redis.NewClient(opts), nil, nil
 	}
 	m := miniredis.NewMiniRedis()

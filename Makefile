@@ -6,7 +6,7 @@ FUZZTIME ?= 10s
 # Go files to format and check; testdata may hold deliberately odd files.
 GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*')
 
-.PHONY: help run build test test-short fmt vet lint fuzz clean bench bench-full
+.PHONY: help run build test test-short fmt vet lint fuzz chaos clean bench bench-full
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ lint: ## fail on unformatted files, then go vet
 
 fuzz: ## run every Fuzz* target for FUZZTIME (default 10s) each
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+chaos: ## fault scenarios (internal/chaos): real presenced and redis-server processes stopped, frozen, killed, flooded; about 2 minutes
+	./scripts/test-deps.sh
+	PRESENCE_CHAOS=1 PRESENCE_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 6m -v ./internal/chaos/
 
 bench: ## short benchmark run (small sizes, ~2 min; needs redis-server, as make test): tables + JSON in artifacts/bench-short
 	$(GO) build -o $(BIN)/presence-bench ./cmd/presence-bench

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/internal/redistest"
 )
 
@@ -159,6 +160,7 @@ func TestRedisOutage(t *testing.T) {
 	steady := createUsers(t, n.base, admin, "steady", 12)
 	leavers := createUsers(t, n.base, admin, "leaver", 12)
 	probe := createUsers(t, n.base, admin, "probe", 1)[0]
+	victim := createUsers(t, n.base, admin, "victim", 1)[0]
 	for _, a := range append(append([]*account{probe}, steady...), leavers...) {
 		a.access, a.refresh = login(t, n.base, a.name, userPassword)
 	}
@@ -223,7 +225,10 @@ func TestRedisOutage(t *testing.T) {
 	time.Sleep(time.Until(stopAt))
 	srv.Stop()
 	stoppedAt := time.Now()
-	time.Sleep(outage)
+	// Every endpoint of the API once, all at once, while Redis is down.
+	time.Sleep(300 * time.Millisecond)
+	endpoints := everyEndpoint(t, n.base, admin, probe, victim.id)
+	time.Sleep(time.Until(stoppedAt.Add(outage)))
 	restartAt := time.Now()
 	srv.Restart(t)
 	var readyAt time.Time
@@ -281,6 +286,23 @@ func TestRedisOutage(t *testing.T) {
 	}
 	t.Logf("during the outage: %d requests, answer times p50 %v p99 %v max %v, by kind and status %v",
 		inOutage, pct(tooks, 50), pct(tooks, 99), maxTook.Round(time.Millisecond), byStatus)
+
+	// Every endpoint, the API's and the operations', answered during the
+	// outage as the API promises: 503 with Retry-After wherever Redis is
+	// needed; heartbeat/batch/ refuses first (no service key is configured).
+	for _, e := range endpoints {
+		want := http.StatusServiceUnavailable
+		switch e.what {
+		case "GET /healthz", "GET /metrics", "GET /api/openapi.yaml":
+			want = http.StatusOK
+		case "POST /api/users/heartbeat/batch/":
+			want = http.StatusUnauthorized
+		}
+		if e.r.status != want {
+			t.Errorf("%s while Redis is down: got %v, want %d", e.what, e.r, want)
+		}
+	}
+	checkAnswers(t, endpoints)
 
 	// 3. Recovery: every steady client's heartbeats succeed again within 2 s
 	// of readiness.
@@ -367,8 +389,8 @@ func TestRedisOutage(t *testing.T) {
 	if got := metric(t, n, "presenced_listener_connected"); got != 1 {
 		t.Errorf("listener_connected: got %v, want 1", got)
 	}
-	t.Logf("FIGURES outage: Redis down %v, %d users checked (%d expired during the outage, %d with last_seen = their last heartbeat to the ms, the others within its round trip), %d requests in the outage (slowest %v), %d transitions checked, %d durable users compared",
-		restartAt.Sub(stoppedAt).Round(100*time.Millisecond), len(steady)+len(leavers), len(leavers), exact, inOutage, maxTook.Round(time.Millisecond), total, len(before))
+	t.Logf("FIGURES outage: Redis down %v, %d users checked (%d expired during the outage, %d with last_seen = their last heartbeat to the ms, the others within its round trip), %d requests in the outage (slowest %v) and each of the %d operations of the API once, %d transitions checked, %d durable users compared",
+		restartAt.Sub(stoppedAt).Round(100*time.Millisecond), len(steady)+len(leavers), len(leavers), exact, inOutage, maxTook.Round(time.Millisecond), len(endpoints), total, len(before))
 }
 
 // TestRedisFrozen stops redis-server with SIGSTOP for 4 s: connections stay
@@ -480,4 +502,51 @@ func pct(ds []time.Duration, p int) time.Duration {
 	}
 	slices.Sort(ds)
 	return ds[(len(ds)-1)*p/100].Round(time.Millisecond)
+}
+
+// everyEndpoint calls every operation of the OpenAPI document under
+// /api/users/ (the same handlers serve /api/auth/) and the operations routes,
+// all at once, as admin, with a valid body, on user id; it returns the
+// answers, each named "METHOD path".
+func everyEndpoint(t *testing.T, base, admin string, probe *account, id int64) []sample {
+	t.Helper()
+	doc, err := api.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := map[string]any{
+		"POST /api/users/register/":                           map[string]string{"username": "newbie1", "password": "long-password-1"},
+		"POST /api/users/login/":                              map[string]string{"username": probe.name, "password": userPassword},
+		"POST /api/users/refresh/":                            map[string]string{"refresh": probe.refresh},
+		"POST /api/users/verify/":                             map[string]string{"token": probe.access},
+		"POST /api/users/status/":                             map[string]any{"ids": []int64{id}},
+		"POST /api/users/me/status/":                          map[string]string{"status": "away"},
+		"POST /api/users/admin/users/":                        map[string]string{"username": "newbie2", "password": "long-password-1"},
+		"PUT /api/users/admin/users/{id}/":                    map[string]string{"first_name": "Changed"},
+		"POST /api/users/admin/users/{id}/set-online-status/": map[string]string{"status": "away"},
+		"POST /api/users/heartbeat/batch/":                    map[string]any{"sessions": []any{}},
+	}
+	rec := &recorder{}
+	var wg sync.WaitGroup
+	for path, item := range doc.Paths.Map() {
+		if strings.HasPrefix(path, "/api/auth/") {
+			continue
+		}
+		for method := range item.Operations() {
+			what := method + " " + path
+			url := base + strings.ReplaceAll(path, "{id}", strconv.FormatInt(id, 10))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sent := time.Now()
+				rec.add("endpoint", what, sent, call(method, url, admin, bodies[what]))
+			}()
+		}
+	}
+	wg.Wait()
+	out := rec.all()
+	if len(out) < 25 {
+		t.Errorf("only %d operations in the OpenAPI document", len(out))
+	}
+	return out
 }

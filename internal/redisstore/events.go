@@ -18,6 +18,17 @@ import (
 // ReadTransitions implements presence.Store with XREAD over every shard's
 // stream. With one shard a position is a plain stream ID, so other services
 // and SSE clients share IDs; with several it is the shard IDs joined by ",".
+//
+// On a single Redis server one XREAD reads (and blocks on) every stream. On
+// a Redis Cluster the streams of different shards live in different slots,
+// and a command naming keys of two slots fails with CROSSSLOT, even when
+// both slots are on one node. There each shard's stream is read on its own,
+// all in one pipeline (which go-redis splits into one round trip per
+// master, in parallel), and waiting for a transition is done by repeating
+// that read every ClusterPollInterval until block has passed: a blocking
+// XREAD per shard would hold one pooled connection per shard for the whole
+// wait. The results are the same; only a new transition may be seen up to
+// one poll interval later.
 func (s *Store) ReadTransitions(ctx context.Context, after string, count int, block time.Duration) ([]presence.Transition, string, error) {
 	pos, err := s.resolvePosition(ctx, after)
 	if err != nil {
@@ -26,18 +37,11 @@ func (s *Store) ReadTransitions(ctx context.Context, after string, count int, bl
 	if count <= 0 {
 		count = 100
 	}
-	streams := make([]string, 0, 2*len(pos))
-	for sh := range pos {
-		streams = append(streams, s.k.events(int64(sh)))
-	}
-	streams = append(streams, pos...)
-	args := &redis.XReadArgs{Streams: streams, Count: int64(count), Block: -1}
-	if block > 0 {
-		args.Block = block
-	}
-	res, err := s.rdb.XRead(ctx, args).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, strings.Join(pos, ","), nil
+	var res []redis.XStream
+	if s.cluster != nil && len(pos) > 1 {
+		res, err = s.pollShards(ctx, pos, count, block)
+	} else {
+		res, err = s.xread(ctx, pos, count, block)
 	}
 	if err != nil {
 		return nil, "", s.fail("read transitions", err)
@@ -58,6 +62,63 @@ func (s *Store) ReadTransitions(ctx context.Context, after string, count int, bl
 		}
 	}
 	return out, strings.Join(pos, ","), nil
+}
+
+// xread reads every shard's stream after pos in one XREAD; nothing new is
+// an empty result, not an error.
+func (s *Store) xread(ctx context.Context, pos []string, count int, block time.Duration) ([]redis.XStream, error) {
+	streams := make([]string, 0, 2*len(pos))
+	for sh := range pos {
+		streams = append(streams, s.k.events(int64(sh)))
+	}
+	streams = append(streams, pos...)
+	args := &redis.XReadArgs{Streams: streams, Count: int64(count), Block: -1}
+	if block > 0 {
+		args.Block = block
+	}
+	res, err := s.rdb.XRead(ctx, args).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return res, err
+}
+
+// pollShards reads each shard's stream after pos with its own XREAD, all in
+// one pipeline, and repeats every poll interval until something arrives or
+// block has passed (block <= 0: read once). Streams come back in shard
+// order, as one XREAD would return them.
+func (s *Store) pollShards(ctx context.Context, pos []string, count int, block time.Duration) ([]redis.XStream, error) {
+	deadline := time.Now().Add(block)
+	cmds := make([]*redis.XStreamSliceCmd, len(pos))
+	for {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for sh, id := range pos {
+				cmds[sh] = p.XRead(ctx, &redis.XReadArgs{Streams: []string{s.k.events(int64(sh)), id}, Count: int64(count), Block: -1})
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		var out []redis.XStream
+		for _, c := range cmds {
+			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, err
+			}
+			out = append(out, c.Val()...)
+		}
+		wait := time.Until(deadline)
+		if len(out) > 0 || wait <= 0 {
+			return out, nil
+		}
+		t := time.NewTimer(min(wait, s.pollInterval))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // resolvePosition turns "" / "$" into the current last IDs (so no transition

@@ -22,9 +22,12 @@ import (
 // instance is one presenced replica's Redis side: a store, its listener and
 // a sweeper loop, stoppable like a process.
 type instance struct {
-	store  *Store
-	cancel context.CancelFunc
-	done   sync.WaitGroup
+	store    *Store
+	listener *Listener // nil without one
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
+	// events counts the expiry events the listener handled.
+	events atomic.Int64
 }
 
 type instanceOpts struct {
@@ -32,9 +35,12 @@ type instanceOpts struct {
 	sweepInterval time.Duration // 0: no sweeper
 	listener      bool
 	shards        int
+	// topology is the listener's TopologyInterval on a cluster (0: its
+	// default).
+	topology time.Duration
 }
 
-func startInstance(t *testing.T, rdb *redis.Client, o instanceOpts) *instance {
+func startInstance(t *testing.T, rdb redis.UniversalClient, o instanceOpts) *instance {
 	t.Helper()
 	st, err := New(rdb, Config{TTL: o.ttl, Shards: o.shards})
 	if err != nil {
@@ -52,7 +58,8 @@ func startInstance(t *testing.T, rdb *redis.Client, o instanceOpts) *instance {
 			case connected <- struct{}{}:
 			default:
 			}
-		}})
+		}, OnEvent: func(n int) { in.events.Add(int64(n)) }, TopologyInterval: o.topology})
+		in.listener = l
 		in.done.Add(1)
 		go func() { defer in.done.Done(); _ = l.Run(ctx) }()
 		select {
@@ -137,7 +144,7 @@ func waitOffline(t *testing.T, st *Store, ids []int64, limit time.Duration) map[
 }
 
 // streamCounts counts the transitions in every shard stream per user and status.
-func streamCounts(t *testing.T, rdb *redis.Client, st *Store) map[string]int {
+func streamCounts(t *testing.T, rdb redis.UniversalClient, st *Store) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for sh := 0; sh < st.Shards(); sh++ {

@@ -43,6 +43,11 @@ type Config struct {
 	// OnTransition, when set, is called for every transition this process
 	// makes (for metrics). It must not block.
 	OnTransition func(status presence.OnlineStatus, reason presence.Reason)
+	// ClusterPollInterval is how often a blocking ReadTransitions looks for
+	// new transitions on a Redis Cluster with several shards, where one
+	// XREAD cannot wait on streams of different slots (see events.go).
+	// Unused on a single Redis server, or with one shard. Default 25ms.
+	ClusterPollInterval time.Duration
 }
 
 // Store implements presence.Store on Redis.
@@ -58,6 +63,11 @@ type Store struct {
 	awayAfter    time.Duration
 	interval     time.Duration
 	onTransition func(presence.OnlineStatus, presence.Reason)
+	// cluster is the client when it is a Redis Cluster client, else nil:
+	// reads of every shard's stream and keyspace notifications then work
+	// per slot and per master.
+	cluster      *redis.ClusterClient
+	pollInterval time.Duration
 	touches      touchCoalescer // Touch's shared pipelines (batch.go)
 }
 
@@ -99,6 +109,9 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.OnTransition == nil {
 		cfg.OnTransition = func(presence.OnlineStatus, presence.Reason) {}
 	}
+	if cfg.ClusterPollInterval <= 0 {
+		cfg.ClusterPollInterval = 25 * time.Millisecond
+	}
 	sc, err := loadScripts()
 	if err != nil {
 		return nil, err
@@ -108,6 +121,7 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 		ttl: cfg.TTL, ttlMS: cfg.TTL.Milliseconds(), maxlen: cfg.EventsMaxLen,
 		now: cfg.Now, log: cfg.Logger, sc: sc, onTransition: cfg.OnTransition,
 		awayAfter: cfg.AwayAfter, interval: cfg.SweepInterval,
+		cluster: clusterClient(client), pollInterval: cfg.ClusterPollInterval,
 	}, nil
 }
 
@@ -145,6 +159,13 @@ func (s *Store) Announce(ctx context.Context) error {
 	return nil
 }
 
+// clusterClient returns client as a Redis Cluster client, or nil when it
+// talks to a single server.
+func clusterClient(client redis.UniversalClient) *redis.ClusterClient {
+	cc, _ := client.(*redis.ClusterClient)
+	return cc
+}
+
 // Shards returns the number of shards.
 func (s *Store) Shards() int { return int(s.k.shards) }
 
@@ -176,7 +197,11 @@ func isUnavailable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout):
 		return true
 	}
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"} {
+	// On a Redis Cluster, TRYAGAIN (a script refused during a slot
+	// migration, see lib.lua), ASK and MOVED (redirections still bouncing
+	// when the client gave up) all mean a resharding or failover is under
+	// way: retry shortly.
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "ASK", "MOVED"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true
 		}

@@ -181,6 +181,57 @@ func (c *Cluster) Reshard(tb testing.TB, from, to *Server, n, pipeline int) {
 	c.WaitReady(tb)
 }
 
+// AddMaster starts one more node, joins it to the cluster as an empty master
+// (`redis-cli --cluster add-node`: it serves no slot until a reshard gives it
+// some) and waits until every node knows it.
+func (c *Cluster) AddMaster(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	opts = append([]Option{func(o *options) { o.clusterNodeTimeout = ClusterNodeTimeout }}, opts...)
+	s := Start(tb, opts...)
+	var seed *Server
+	for _, n := range c.Nodes {
+		if n.running() {
+			seed = n
+			break
+		}
+	}
+	if seed == nil {
+		tb.Fatalf("redistest: no running node to join")
+		return nil
+	}
+	if out, err := c.run("--cluster", "add-node", s.Addr, seed.Addr); err != nil {
+		tb.Fatalf("redistest: redis-cli --cluster add-node: %v\n%s", err, out)
+		return nil
+	}
+	c.Nodes = append(c.Nodes, s)
+	deadline := time.Now().Add(clusterReadyTimeout)
+	for {
+		known, running := 0, 0
+		for _, n := range c.Nodes {
+			if !n.running() {
+				continue
+			}
+			running++
+			cl := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DialTimeout: time.Second})
+			info, err := cl.ClusterInfo(context.Background()).Result()
+			_ = cl.Close()
+			if n, _ := strconv.Atoi(infoField(info, "cluster_known_nodes")); err == nil && n >= len(c.Nodes) {
+				known++
+			}
+		}
+		if known == running {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: %s not known to every node after %s", s.Addr, clusterReadyTimeout)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.WaitReady(tb)
+	return s
+}
+
 // SlotsOf returns the slots s serves now, in ascending order.
 func (c *Cluster) SlotsOf(tb testing.TB, s *Server) []int {
 	tb.Helper()

@@ -13,7 +13,10 @@ package sweeper
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/presenced/presenced/internal/redisstore"
@@ -45,11 +48,17 @@ type Config struct {
 	// Now is the clock used for lag. Default time.Now.
 	Now func() time.Time
 	// OnExpired is called for each settled session with how long after its
-	// deadline it was settled.
+	// deadline it was settled, from one goroutine at a time.
 	OnExpired func(e redisstore.Expired, lag time.Duration)
 	// OnRun is called after each sweep with the number of sessions settled
 	// and the error, if any.
 	OnRun func(settled int, err error)
+	// Concurrency is how many shards are swept at once. Default 8.
+	Concurrency int
+	// CallTimeout bounds one SweepShard or ScanIdle call, so that a Redis
+	// master that stopped answering holds up its own shards for at most
+	// this long per sweep. Default 5s.
+	CallTimeout time.Duration
 }
 
 // Sweeper periodically settles overdue sessions.
@@ -57,6 +66,8 @@ type Sweeper struct {
 	target Target
 	cfg    Config
 	kick   chan struct{}
+	// mu serialises OnExpired, which concurrent shard sweeps report to.
+	mu sync.Mutex
 }
 
 // New returns a Sweeper of target.
@@ -78,6 +89,12 @@ func New(target Target, cfg Config) *Sweeper {
 	}
 	if cfg.OnRun == nil {
 		cfg.OnRun = func(int, error) {}
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
 	}
 	return &Sweeper{target: target, cfg: cfg, kick: make(chan struct{}, 1)}
 }
@@ -120,32 +137,70 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	}
 }
 
-// SweepOnce settles every session overdue now, shard by shard, and returns how
-// many it settled.
+// SweepOnce settles every session overdue now and returns how many it
+// settled. Shards are swept concurrently, Concurrency at a time: on a Redis
+// Cluster they live on different masters, and one master that is down or
+// failing over must not hold up the shards of the others. A shard that
+// fails does not stop the others; the errors are joined.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int, error) {
-	total := 0
-	for shard := 0; shard < s.target.Shards(); shard++ {
-		for {
-			if err := ctx.Err(); err != nil {
-				return total, err
-			}
-			res, err := s.target.SweepShard(ctx, shard, s.cfg.Batch)
+	shards := s.target.Shards()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total int
+		errs  []error
+	)
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	for shard := 0; shard < shards; shard++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n, err := s.sweepShard(ctx, shard)
+			mu.Lock()
+			total += n
 			if err != nil {
-				return total, err
+				errs = append(errs, err)
 			}
-			now := s.cfg.Now()
-			for _, e := range res.Expired {
-				s.cfg.OnExpired(e, now.Sub(e.Deadline))
-			}
-			total += len(res.Expired)
-			if res.Examined < s.cfg.Batch {
-				break
-			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return total, errors.Join(errs...)
+}
+
+// sweepShard settles the shard's overdue sessions, a batch per call until
+// none is left, then runs a slice of its idle scan.
+func (s *Sweeper) sweepShard(ctx context.Context, shard int) (int, error) {
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
 		}
-		if idle, ok := s.target.(IdleScanner); ok {
-			if _, err := idle.ScanIdle(ctx, shard); err != nil {
-				return total, err
-			}
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+		res, err := s.target.SweepShard(cctx, shard, s.cfg.Batch)
+		cancel()
+		if err != nil {
+			return total, fmt.Errorf("sweeper: shard %d: %w", shard, err)
+		}
+		now := s.cfg.Now()
+		s.mu.Lock()
+		for _, e := range res.Expired {
+			s.cfg.OnExpired(e, now.Sub(e.Deadline))
+		}
+		s.mu.Unlock()
+		total += len(res.Expired)
+		if res.Examined < s.cfg.Batch {
+			break
+		}
+	}
+	if idle, ok := s.target.(IdleScanner); ok {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+		_, err := idle.ScanIdle(cctx, shard)
+		cancel()
+		if err != nil {
+			return total, fmt.Errorf("sweeper: idle scan of shard %d: %w", shard, err)
 		}
 	}
 	return total, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,5 +98,45 @@ func TestRunRetriesAndStopsWithContext(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("Run did not stop after cancel")
+	}
+}
+
+// partlyDown is a target whose shard 1 is on a Redis that does not answer
+// (each call blocks until its context ends), as during a failover.
+type partlyDown struct {
+	mu    sync.Mutex
+	swept map[int]int
+}
+
+func (p *partlyDown) Shards() int { return 3 }
+func (p *partlyDown) SweepShard(ctx context.Context, shard, _ int) (redisstore.SweepResult, error) {
+	if shard == 1 {
+		<-ctx.Done()
+		return redisstore.SweepResult{}, ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.swept[shard]++
+	return redisstore.SweepResult{Examined: 1, Expired: []redisstore.Expired{{UserID: int64(shard)}}}, nil
+}
+
+func TestSweepOnceContinuesPastAShardThatIsDown(t *testing.T) {
+	target := &partlyDown{swept: map[int]int{}}
+	var settled []int64
+	s := New(target, Config{CallTimeout: 50 * time.Millisecond, OnExpired: func(e redisstore.Expired, _ time.Duration) { settled = append(settled, e.UserID) }})
+	start := time.Now()
+	n, err := s.SweepOnce(context.Background())
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "shard 1") {
+		t.Errorf("error: got %v, want shard 1's deadline exceeded", err)
+	}
+	if n != 2 || target.swept[0] != 1 || target.swept[2] != 1 {
+		t.Errorf("settled %d (calls per shard %v), want shards 0 and 2 swept once each", n, target.swept)
+	}
+	if len(settled) != 2 {
+		t.Errorf("OnExpired calls: got %v, want 2", settled)
+	}
+	if took > time.Second {
+		t.Errorf("sweep took %s with a shard down, want about the 50ms call timeout", took)
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"time"
 )
@@ -219,6 +220,19 @@ type Config struct {
 	// SSEMaxStreams caps the concurrent event streams of one instance
 	// (PRESENCE_SSE_MAX_STREAMS), 1 to MaxSSEMaxStreams. Default 1000.
 	SSEMaxStreams int
+	// LoginLimitUser bounds failed logins per username, whoever tries
+	// (PRESENCE_LOGIN_LIMIT_USER: "<attempts>/<window>", e.g. 10/15m, or
+	// off). Default DefaultLoginLimitUser (10/15m).
+	LoginLimitUser LoginLimit
+	// LoginLimitIP bounds failed logins per client address, whatever the
+	// username (PRESENCE_LOGIN_LIMIT_IP). Default DefaultLoginLimitIP
+	// (100/15m).
+	LoginLimitIP LoginLimit
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address (PRESENCE_TRUSTED_PROXIES: comma-separated CIDR prefixes or
+	// addresses). Default nil: the client is the TCP peer, and
+	// X-Forwarded-For is ignored (anyone can write it).
+	TrustedProxies []netip.Prefix
 }
 
 // Embedded reports whether presenced runs its own in-process Redis, which it
@@ -261,6 +275,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("service_keys", serviceNames(c.ServiceKeys)),
 		slog.Duration("sse_ping_interval", c.SSEPingInterval),
 		slog.Int("sse_max_streams", c.SSEMaxStreams),
+		slog.String("login_limit_user", c.LoginLimitUser.String()),
+		slog.String("login_limit_ip", c.LoginLimitIP.String()),
+		slog.Any("trusted_proxies", c.TrustedProxies),
 	)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -66,6 +67,8 @@ func defaults() Config {
 		LogFormat:         LogText,
 		SSEPingInterval:   15 * time.Second,
 		SSEMaxStreams:     1000,
+		LoginLimitUser:    DefaultLoginLimitUser,
+		LoginLimitIP:      DefaultLoginLimitIP,
 	}
 }
 
@@ -110,6 +113,9 @@ func TestLoadValid(t *testing.T) {
 				EnvLogFormat:         "json",
 				EnvSSEPingInterval:   "5s",
 				EnvSSEMaxStreams:     "250",
+				EnvLoginLimitUser:    "5/1m",
+				EnvLoginLimitIP:      "off",
+				EnvTrustedProxies:    "10.0.0.0/8, 192.168.1.7",
 			},
 			want: Config{
 				Addr:              "127.0.0.1:9000",
@@ -134,6 +140,8 @@ func TestLoadValid(t *testing.T) {
 				LogFormat:         LogJSON,
 				SSEPingInterval:   5 * time.Second,
 				SSEMaxStreams:     250,
+				LoginLimitUser:    LoginLimit{Max: 5, Window: time.Minute},
+				TrustedProxies:    []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32")},
 			},
 		},
 		{

@@ -17,6 +17,8 @@ var knownVars = map[string]bool{
 	EnvAdminPassword: true, EnvAdminPasswordFile: true, EnvCORSOrigins: true, EnvShards: true,
 	EnvEventsMaxLen: true, EnvBcryptCost: true, EnvRequestTimeout: true, EnvShutdownTimeout: true,
 	EnvLogLevel: true, EnvLogFormat: true, EnvSSEPingInterval: true, EnvSSEMaxStreams: true,
+	EnvLoginLimitUser: true, EnvLoginLimitIP: true, EnvTrustedProxies: true,
+	EnvAwayAfter: true, EnvServiceKeys: true,
 }
 
 // FuzzLoad feeds Load arbitrary environments. The input is NAME=VALUE
@@ -143,6 +145,16 @@ func checkValid(t *testing.T, c Config) {
 		}
 		if n, ok := normalizeOrigin(o); !ok || n != o {
 			fail("CORS origin %q is not normalised (%q, %v)", o, n, ok)
+		}
+	}
+	for _, l := range []LoginLimit{c.LoginLimitUser, c.LoginLimitIP} {
+		if !l.Off() && (l.Max < 1 || l.Max > MaxLoginMax || l.Window < MinLoginWindow || l.Window > MaxLoginWindow) {
+			fail("login limit %+v", l)
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			fail("trusted proxy %v", p)
 		}
 	}
 }

@@ -81,6 +81,9 @@ func Load(getenv func(string) string) (Config, error) {
 	c.ServiceKeys = l.serviceKeys()
 	c.SSEPingInterval = l.duration(EnvSSEPingInterval, DefaultSSEPingInterval, MinSSEPingInterval)
 	c.SSEMaxStreams = int(l.integer(EnvSSEMaxStreams, DefaultSSEMaxStreams, 1, MaxSSEMaxStreams))
+	c.LoginLimitUser = l.loginLimit(EnvLoginLimitUser, DefaultLoginLimitUser)
+	c.LoginLimitIP = l.loginLimit(EnvLoginLimitIP, DefaultLoginLimitIP)
+	c.TrustedProxies = l.trustedProxies()
 
 	if err := errors.Join(l.errs...); err != nil {
 		return Config{}, err

@@ -14,7 +14,7 @@ var luaFiles embed.FS
 // with EVALSHA (go-redis falls back to EVAL once after a SCRIPT FLUSH or on a
 // fresh server, which also loads them).
 type scripts struct {
-	createUser, login, revive, activate, logout, rotate, account, expire, idle, readUsers *redis.Script
+	createUser, login, revive, activate, logout, rotate, account, expire, idle, readUsers, loginLimit *redis.Script
 }
 
 func loadScripts() (*scripts, error) {
@@ -34,6 +34,7 @@ func loadScripts() (*scripts, error) {
 		"create_user": &s.createUser, "login": &s.login, "revive": &s.revive,
 		"logout": &s.logout, "rotate": &s.rotate, "account": &s.account,
 		"expire": &s.expire, "read_users": &s.readUsers, "activate": &s.activate, "idle": &s.idle,
+		"login_limit": &s.loginLimit,
 	} {
 		sc, err := load(name)
 		if err != nil {

@@ -78,12 +78,16 @@ func (k keys) idleScan(shard int64) string { return k.tag(shard) + "idlescan" }
 // ticket is a single-use SSE ticket; it is not per user, so it has no tag.
 func (k keys) ticket(t string) string { return k.prefix + "ticket:" + t }
 
-// loginUser is the log of recent failed logins of a (normalised) username,
-// and loginIP that of a client address: sorted sets of attempt IDs scored by
-// time, with a TTL of the limit's window. Each stands alone (one script, one
-// key), so it has no tag and Redis Cluster spreads them over the slots.
-func (k keys) loginUser(normalized string) string { return k.prefix + "login:user:" + normalized }
-func (k keys) loginIP(ip string) string           { return k.prefix + "login:ip:" + ip }
+// loginTag is the key prefix, with its own hash tag, of the login attempt
+// log of a normalised username (kind "user") or of a client address ("ip");
+// neither can hold a brace. Each log stands alone (one script, one key), so
+// Redis Cluster spreads them over the slots; login_limit.lua gets the tag as
+// its prefix so that lib.lua's migration probe looks at the log's own slot.
+func (k keys) loginTag(kind, v string) string { return k.prefix + "{login:" + kind + ":" + v + "}:" }
+
+// loginAttempts is the attempt log under a loginTag: a sorted set of attempt
+// IDs scored by time, with a TTL of the limit's window.
+func (k keys) loginAttempts(tag string) string { return tag + "attempts" }
 
 // member is a session's entry in the deadline index.
 func member(id int64, sid string) string { return itoa(id) + ":" + sid }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/presenced/presenced/internal/presence"
@@ -71,7 +72,7 @@ func (l *LoginLimiter) Acquire(ctx context.Context, username, ip string) (id str
 	now := l.s.nowMS()
 	var taken []string
 	for _, w := range l.windows(username, ip) {
-		res, err := l.s.sc.loginLimit.Run(ctx, l.s.rdb, []string{w.key}, "", now, w.limit.Window.Milliseconds(), w.limit.Max, id).Int64()
+		res, err := l.s.sc.loginLimit.Run(ctx, l.s.rdb, []string{w.key}, w.tag, now, w.limit.Window.Milliseconds(), w.limit.Max, id).Int64()
 		if err != nil {
 			l.giveBack(ctx, taken, id)
 			return "", 0, l.s.fail("login limit", err)
@@ -95,19 +96,26 @@ func (l *LoginLimiter) Succeeded(ctx context.Context, username, ip, id string) e
 	return l.remove(ctx, keys, id)
 }
 
-// window is one attempt log and its limit.
+// window is one attempt log, its tag and its limit.
 type window struct {
-	key   string
-	limit Limit
+	tag, key string
+	limit    Limit
 }
 
 func (l *LoginLimiter) windows(username, ip string) []window {
 	var out []window
-	if !l.lim.PerUser.off() && presence.ValidateUsername(username) == nil {
-		out = append(out, window{l.s.k.loginUser(presence.NormalizeUsername(username)), l.lim.PerUser})
+	add := func(kind, v string, limit Limit) {
+		tag := l.s.k.loginTag(kind, v)
+		out = append(out, window{tag: tag, key: l.s.k.loginAttempts(tag), limit: limit})
 	}
-	if !l.lim.PerIP.off() && ip != "" {
-		out = append(out, window{l.s.k.loginIP(ip), l.lim.PerIP})
+	if !l.lim.PerUser.off() && presence.ValidateUsername(username) == nil {
+		add("user", presence.NormalizeUsername(username), l.lim.PerUser)
+	}
+	// The address comes from the HTTP layer (an IP or an IPv6 /64); braces
+	// would break the key's tag, so anything holding one is not counted
+	// rather than counted in the wrong slot.
+	if !l.lim.PerIP.off() && ip != "" && !strings.ContainsAny(ip, "{}") {
+		add("ip", ip, l.lim.PerIP)
 	}
 	return out
 }

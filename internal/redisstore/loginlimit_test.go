@@ -1,13 +1,17 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/presenced/presenced/internal/presence"
+	"github.com/presenced/presenced/internal/redistest"
 )
 
 func newLimiter(t *testing.T, f *fixture, lim LoginLimits) *LoginLimiter {
@@ -85,11 +89,11 @@ func TestLoginLimiterPerIP(t *testing.T) {
 			t.Fatalf("user4 from elsewhere, attempt %d: refused for %v", i+1, wait)
 		}
 	}
-	if n := f.rdb.ZCard(f.ctx, f.store.k.loginUser("user4")).Val(); n != 2 {
+	if n := f.rdb.ZCard(f.ctx, f.store.k.loginAttempts(f.store.k.loginTag("user", "user4"))).Val(); n != 2 {
 		t.Fatalf("user4's log holds %d attempts, want 2", n)
 	}
 	// Keys expire with their window.
-	if ttl := f.rdb.PTTL(f.ctx, f.store.k.loginIP("203.0.113.9")).Val(); ttl <= 0 || ttl > time.Minute {
+	if ttl := f.rdb.PTTL(f.ctx, f.store.k.loginAttempts(f.store.k.loginTag("ip", "203.0.113.9"))).Val(); ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("address log TTL %v, want within the window", ttl)
 	}
 }
@@ -129,7 +133,7 @@ func TestLoginLimiterInvalidUsernames(t *testing.T) {
 	}
 	keys := f.mr.Keys()
 	for _, k := range keys {
-		if k == f.store.k.loginUser("kelvin") || k == f.store.k.loginUser("x") {
+		if strings.Contains(k, "login:user:") {
 			t.Errorf("a per-user log was made for an impossible username: %s", k)
 		}
 	}
@@ -183,5 +187,48 @@ func TestNewLoginLimiterValidates(t *testing.T) {
 		if _, err := f.store.NewLoginLimiter(lim); err == nil {
 			t.Errorf("NewLoginLimiter(%+v): got no error", lim)
 		}
+	}
+}
+
+// TestLoginLimiterCluster runs the limiter on a three-master Redis Cluster:
+// each attempt log is one key in its own slot, and the script's migration
+// probe (lib.lua) looks at that slot, so nothing is refused as cross-slot.
+func TestLoginLimiterCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0)
+	cc := newClusterClient(t, c)
+	st, err := New(cc, Config{Prefix: "lim:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := st.NewLoginLimiter(LoginLimits{PerUser: Limit{Max: 2, Window: time.Minute}, PerIP: Limit{Max: 30, Window: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	refused := 0
+	for i := range 20 {
+		user := fmt.Sprintf("user%d", i%10)
+		ip := fmt.Sprintf("10.9.%d.1", i%3)
+		_, wait, err := l.Acquire(ctx, user, ip)
+		if err != nil {
+			t.Fatalf("Acquire(%s, %s): %v", user, ip, err)
+		}
+		if wait > 0 {
+			refused++
+		}
+	}
+	// Ten users, two tries each: all twenty let through; a third is refused.
+	if refused != 0 {
+		t.Fatalf("%d of 20 attempts refused, want 0", refused)
+	}
+	if _, wait, err := l.Acquire(ctx, "user3", "10.9.9.9"); err != nil || wait == 0 {
+		t.Fatalf("third try at user3: wait %v, error %v; want refused", wait, err)
+	}
+	id, wait, err := l.Acquire(ctx, "someone", "10.9.9.9")
+	if err != nil || wait != 0 {
+		t.Fatalf("someone: wait %v, error %v", wait, err)
+	}
+	if err := l.Succeeded(ctx, "someone", "10.9.9.9", id); err != nil {
+		t.Fatalf("Succeeded: %v", err)
 	}
 }

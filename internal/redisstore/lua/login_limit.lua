@@ -5,7 +5,7 @@
 -- a full window does not make it last longer: the limit lifts at most one
 -- window after the last attempt that was let through.
 -- KEYS[1]  the limit's attempt log (one per username or client address)
--- ARGV[1]  shard prefix (unused: the log stands alone)  ARGV[2] now (ms)
+-- ARGV[1]  the log's tag (keys.go loginTag), lib.lua's prefix  ARGV[2] now (ms)
 -- ARGV[3]  window (ms)  ARGV[4] attempts allowed per window  ARGV[5] attempt id
 -- Returns 0 when the attempt was logged, else the ms until one is allowed.
 local key, now, window, max = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])

@@ -248,57 +248,10 @@ func (s *Store) OnlineUsers(ctx context.Context) ([]presence.User, error) {
 	return dedupe(out), nil
 }
 
-// Statuses implements presence.Store: one read script per shard, all in one
-// pipeline.
+// Statuses implements presence.Store in two pipelined round trips of plain
+// commands (see readStatuses).
 func (s *Store) Statuses(ctx context.Context, ids []int64) (map[int64]presence.Status, error) {
-	return s.statuses(ctx, ids, true)
-}
-
-func (s *Store) statuses(ctx context.Context, ids []int64, retry bool) (map[int64]presence.Status, error) {
-	byShard := make(map[int64][]int64)
-	for _, id := range ids {
-		if id > 0 {
-			sh := s.k.shardOfID(id)
-			byShard[sh] = append(byShard[sh], id)
-		}
-	}
-	out := make(map[int64]presence.Status, len(ids))
-	if len(byShard) == 0 {
-		return out, nil
-	}
-	now, ttl := s.nowMS(), s.ttlMS
-	cmds := make([]*redis.Cmd, 0, len(byShard))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for sh, list := range byShard {
-			args := make([]any, 0, len(list)+3)
-			args = append(args, s.k.tag(sh), now, ttl)
-			for _, id := range list {
-				args = append(args, id)
-			}
-			cmds = append(cmds, s.sc.readUsers.EvalSha(ctx, p, []string{s.k.deadlines(sh)}, args...))
-		}
-		return nil
-	})
-	if err != nil && retry && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// A fresh or flushed server: load the script and try once more.
-		if err := s.sc.readUsers.Load(ctx, s.rdb).Err(); err != nil {
-			return nil, s.fail("statuses: load script", err)
-		}
-		return s.statuses(ctx, ids, false)
-	}
-	if err != nil {
-		return nil, s.fail("statuses", err)
-	}
-	for _, c := range cmds {
-		rows, err := c.Slice()
-		if err != nil {
-			return nil, s.fail("statuses", err)
-		}
-		for _, u := range decodeUserRows(rows) {
-			out[u.ID] = presence.Status{OnlineStatus: u.OnlineStatus, LastSeen: u.LastSeen}
-		}
-	}
-	return out, nil
+	return s.readStatuses(ctx, ids)
 }
 
 func parseIDs(vals []string) []int64 {

@@ -90,6 +90,10 @@ func (s *suite) httpScenarios(ctx context.Context, record func(ScenarioReport, e
 	return ctx.Err()
 }
 
+// slicesOf is how many alternating slices a run of d is cut into: about
+// half a second each.
+func slicesOf(d time.Duration) int { return max(1, int(d/(500*time.Millisecond))) }
+
 // heartbeatRequest builds POST heartbeat/ requests spread over the users:
 // worker w sends as users w, w+conns, w+2*conns...
 func heartbeatRequest(base string, access []string, conns int) func(w, seq int) (*http.Request, error) {
@@ -156,18 +160,28 @@ func (s *suite) heartbeatScenarios(ctx context.Context, env *httpEnv) (ScenarioR
 	var cmdsPer, usecPer, cpuPer, tripsPer, presCPUPer, floorCPUPer []float64
 	breakdown := map[string][]float64{}
 	for run := 0; run < cfg.Runs; run++ {
+		// Throughput and latency: the floor and the heartbeat in
+		// alternating slices, so machine noise hits both alike.
+		fr, hr, err := Interleave(ctx, load(env.floor.URL, http.StatusNoContent), load(env.presenced.URL, http.StatusOK), slicesOf(cfg.Duration))
+		if err != nil {
+			return hb, cost, err
+		}
+		if hr.Errors > 0 {
+			hb.note("run %d: %d failed heartbeats (first: %s)", run+1, hr.Errors, hr.FirstError)
+		}
+		floor, beat = append(floor, statsOf(fr)), append(beat, statsOf(hr))
+
+		// Costs: the floor's CPU per request, then the heartbeat's Redis
+		// commands, round trips and CPU, counters read around each run.
+		fl := load(env.floor.URL, http.StatusNoContent)
+		fl.Warmup = 0
 		fcpu0, _ := env.floor.CPU()
-		fr, err := load(env.floor.URL, http.StatusNoContent).Run(ctx)
+		fc, err := fl.Run(ctx)
 		if err != nil {
 			return hb, cost, fmt.Errorf("floor: %w", err)
 		}
 		fcpu1, _ := env.floor.CPU()
-		floor = append(floor, statsOf(fr))
-		// Warm-up included on both sides of the ratio: the floor's CPU
-		// covers Warmup + Duration, so divide by all its requests.
-		floorCPUPer = append(floorCPUPer, us(fcpu1-fcpu0)/(fr.RPS()*(cfg.Warmup+cfg.Duration).Seconds()))
-		// The heartbeat run, with Redis, round-trip and CPU counters read
-		// around the measured window (the warm-up runs first, apart).
+		floorCPUPer = append(floorCPUPer, us(fcpu1-fcpu0)/float64(fc.Requests))
 		warm := load(env.presenced.URL, http.StatusOK)
 		warm.Duration, warm.Warmup = cfg.Warmup, 0
 		if _, err := warm.Run(ctx); err != nil {
@@ -188,8 +202,7 @@ func (s *suite) heartbeatScenarios(ctx context.Context, env *httpEnv) (ScenarioR
 		pcpu0, _ := env.presenced.CPU()
 		l := load(env.presenced.URL, http.StatusOK)
 		l.Warmup = 0
-		hr, err := l.Run(ctx)
-		if err != nil {
+		if _, err := l.Run(ctx); err != nil {
 			return hb, cost, fmt.Errorf("heartbeat: %w", err)
 		}
 		pcpu1, _ := env.presenced.CPU()
@@ -205,10 +218,6 @@ func (s *suite) heartbeatScenarios(ctx context.Context, env *httpEnv) (ScenarioR
 		if err != nil {
 			return hb, cost, err
 		}
-		if hr.Errors > 0 {
-			hb.note("run %d: %d failed heartbeats (first: %s)", run+1, hr.Errors, hr.FirstError)
-		}
-		beat = append(beat, statsOf(hr))
 		// Per heartbeat the server served between the counter reads
 		// (presenced_heartbeats_total): every Redis command, round trip
 		// and CPU second in the window, background work included.
@@ -259,7 +268,8 @@ func (s *suite) heartbeatScenarios(ctx context.Context, env *httpEnv) (ScenarioR
 	hb.row(Row{Name: "p99 ÷ floor p99", Unit: "ratio", Value: pr, Runs: p99ratio, Baseline: nan, Target: "≤ 2", Met: atMost(pr, 2)})
 	hb.row(Row{Name: "server CPU per request", Unit: "µs", Value: median(presCPUPer), Runs: presCPUPer,
 		Baseline: median(floorCPUPer), BaselineName: "HTTP floor", Note: "user+system CPU of the server process (/proc), per request served"})
-	hb.note("floor: a Go net/http handler answering 204 to the same requests (same headers), in its own process like presenced; load: %d keep-alive connections, closed loop, Go net/http client, on the same 2 cores", cfg.Conns)
+	hb.note("floor: a Go net/http handler answering 204 to the same requests (same headers), in its own process like presenced; load: %d keep-alive connections, closed loop, Go net/http client, on the same machine", cfg.Conns)
+	hb.note("each run alternates floor and heartbeat in %d slices of %s, so that noise from other processes hits both alike; CPU per request from separate runs", slicesOf(cfg.Duration), cfg.Duration/time.Duration(slicesOf(cfg.Duration)))
 	hb.note("presenced: sweeper and expiry listener running, access log off (LOG_LEVEL=warn)")
 	hb.Seconds = time.Since(start).Seconds()
 
@@ -369,13 +379,9 @@ func (s *suite) middlewareScenario(ctx context.Context, env *httpEnv) (ScenarioR
 	var with, without []loadStats
 	var ratio, overhead []float64
 	for run := 0; run < cfg.Runs; run++ {
-		a, err := profile(env.presenced.URL).Run(ctx)
+		a, b, err := Interleave(ctx, profile(env.presenced.URL), profile(plain.URL), slicesOf(cfg.Duration))
 		if err != nil {
-			return sr, fmt.Errorf("with refresh: %w", err)
-		}
-		b, err := profile(plain.URL).Run(ctx)
-		if err != nil {
-			return sr, fmt.Errorf("without refresh: %w", err)
+			return sr, err
 		}
 		with, without = append(with, statsOf(a)), append(without, statsOf(b))
 		ratio = append(ratio, a.RPS()/b.RPS())
@@ -399,7 +405,7 @@ func (s *suite) middlewareScenario(ctx context.Context, env *httpEnv) (ScenarioR
 	o := median(overhead)
 	sr.row(Row{Name: "refresh overhead (time per request)", Unit: "%", Value: o, Runs: overhead, Baseline: nan, Target: "≤ 15", Met: atMost(o, 15)})
 	sr.note("without refresh: the same service with a Store whose Touch is CheckSession (the session is still checked for revocation on every request, one round trip, but never extended); bench-only wrapper, no switch in production code")
-	sr.note("overhead = throughput without ÷ throughput with − 1 (the extra time per request)")
+	sr.note("overhead = throughput without ÷ throughput with − 1 (the extra time per request); each run alternates the two in %d slices", slicesOf(cfg.Duration))
 	sr.Seconds = time.Since(start).Seconds()
 	return sr, nil
 }

@@ -23,6 +23,22 @@ type Load struct {
 	Status int
 	// Check, when set, inspects each counted response body.
 	Check func(body []byte) error
+	// Client, when set, sends the requests (its keep-alive connections
+	// carry over between runs); default a new one per run.
+	Client *http.Client
+}
+
+// NewClient returns a client for conns keep-alive connections to one host.
+func NewClient(conns int) *http.Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
 // LoadResult is what a Load measured.
@@ -45,16 +61,11 @@ func (r LoadResult) RPS() float64 {
 
 // Run runs the load. It returns an error only when no request succeeded.
 func (l Load) Run(ctx context.Context) (LoadResult, error) {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        l.Conns,
-		MaxIdleConnsPerHost: l.Conns,
-		MaxConnsPerHost:     l.Conns,
-		IdleConnTimeout:     30 * time.Second,
-		DisableCompression:  true,
+	client := l.Client
+	if client == nil {
+		client = NewClient(l.Conns)
+		defer client.CloseIdleConnections()
 	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	start := time.Now()
 	from := start.Add(l.Warmup)
 	until := from.Add(l.Duration)
@@ -136,6 +147,50 @@ func (l Load) Run(ctx context.Context) (LoadResult, error) {
 		return res, fmt.Errorf("loadtest: no request succeeded (%d errors, first: %s)", res.Errors, res.FirstError)
 	}
 	return res, nil
+}
+
+// Interleave runs a and b in alternating slices (a's warm-up, then
+// slices of each, a first) and returns each one's merged result. Machine
+// noise that comes and goes (other processes on a shared machine) then
+// hits both about equally, so their ratio is steadier than that of two
+// long runs one after the other. Each keeps its own connections across
+// its slices.
+func Interleave(ctx context.Context, a, b Load, slices int) (LoadResult, LoadResult, error) {
+	ca, cb := NewClient(a.Conns), NewClient(b.Conns)
+	defer ca.CloseIdleConnections()
+	defer cb.CloseIdleConnections()
+	a.Client, b.Client = ca, cb
+	// Warm both up (connections, caches) outside the measurement.
+	for _, l := range []Load{a, b} {
+		w := l
+		w.Duration, w.Warmup = l.Warmup, 0
+		if _, err := w.Run(ctx); err != nil {
+			return LoadResult{}, LoadResult{}, err
+		}
+	}
+	a.Warmup, b.Warmup = 0, 0
+	a.Duration /= time.Duration(slices)
+	b.Duration /= time.Duration(slices)
+	var ra, rb LoadResult
+	for i := 0; i < slices; i++ {
+		for _, x := range []struct {
+			l   Load
+			acc *LoadResult
+		}{{a, &ra}, {b, &rb}} {
+			r, err := x.l.Run(ctx)
+			if err != nil {
+				return ra, rb, err
+			}
+			x.acc.Requests += r.Requests
+			x.acc.Errors += r.Errors
+			x.acc.Elapsed += r.Elapsed
+			x.acc.Latency.Merge(&r.Latency)
+			if x.acc.FirstError == "" {
+				x.acc.FirstError = r.FirstError
+			}
+		}
+	}
+	return ra, rb, nil
 }
 
 // readAll reads r into buf, growing it as needed.

@@ -95,13 +95,13 @@ func TestSuiteSmoke(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(cfg.Out, "heartbeat.cpu.pprof")); err != nil || fi.Size() == 0 {
 		t.Errorf("CPU profile: %v", err)
 	}
-	// The figures that do not depend on the size: a heartbeat is one round
-	// trip of two commands.
+	// The figures that do not depend on the size: a heartbeat is at most
+	// one round trip (concurrent ones share pipelines) of two commands.
 	for _, r := range got[ScenarioRedisCost].Rows {
 		switch r.Name {
 		case "round trips per heartbeat":
-			if r.Value < 0.99 || r.Value > 1.01 {
-				t.Errorf("round trips per heartbeat: got %v, want 1", r.Value)
+			if r.Value <= 0 || r.Value > 1.01 {
+				t.Errorf("round trips per heartbeat: got %v, want (0, 1]", r.Value)
 			}
 		case "Redis commands per heartbeat":
 			if r.Value < 1.99 || r.Value > 2.02 {

@@ -133,6 +133,17 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 	for i, k := range cfg.ServiceKeys {
 		serviceKeys[i] = httpapi.ServiceKey(k) // same fields: name and SHA-256
 	}
+	var limiter httpapi.LoginLimiter // nil (no limit) unless one is on
+	if !cfg.LoginLimitUser.Off() || !cfg.LoginLimitIP.Off() {
+		l, err := store.NewLoginLimiter(redisstore.LoginLimits{
+			PerUser: redisstore.Limit(cfg.LoginLimitUser), PerIP: redisstore.Limit(cfg.LoginLimitIP), // same fields
+		})
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		limiter = l
+	}
 	dash, err := dashboard.New(dashboard.Config{SessionTTL: cfg.TTL})
 	if err != nil {
 		cleanup()
@@ -146,7 +157,7 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		Store: store, Tokens: tokens, Hasher: hasher, Metrics: m, Logger: log,
 		Dashboard: dash, StreamsDone: streamsDone, EventPing: cfg.SSEPingInterval, MaxEventStreams: cfg.SSEMaxStreams,
 		Registration: string(cfg.Registration), CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
-		ServiceKeys: serviceKeys,
+		ServiceKeys: serviceKeys, LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
 		cleanup()

@@ -145,9 +145,20 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	id, err := s.store.UserIDByUsername(ctx, req.Username)
+	ip := s.clientIP(r)
+	attempt, err := s.acquireLogin(ctx, req.Username, ip)
+	if err != nil {
+		s.respondError(w, r, err)
+		return
+	}
+	var id int64
 	var hash string
-	if err == nil {
+	if presence.ValidateUsername(req.Username) != nil {
+		// No account can be named so. Not looked up: the store folds case
+		// with Unicode rules, and "\u212Aelvin" (Kelvin sign) would find
+		// "kelvin".
+		err = presence.ErrNotFound
+	} else if id, err = s.store.UserIDByUsername(ctx, req.Username); err == nil {
 		hash, err = s.store.PasswordHash(ctx, id)
 	}
 	if errors.Is(err, presence.ErrNotFound) {
@@ -165,6 +176,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		s.respondError(w, r, errInvalidCredentials)
 		return
 	}
+	s.loginSucceeded(ctx, req.Username, ip, attempt)
 	stateOf(r).userID = id
 	u, tokens, err := s.startSession(r, id)
 	if errors.Is(err, presence.ErrAccountInactive) {
@@ -176,6 +188,35 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, sessionResponse{User: newUserJSON(u), Tokens: &tokens})
+}
+
+// acquireLogin counts a login attempt against the brute-force limits before
+// the password is checked (so a guesser over the limit costs no bcrypt), or
+// refuses it with 429. It returns the attempt's ID for loginSucceeded.
+func (s *server) acquireLogin(ctx context.Context, username, ip string) (string, error) {
+	if s.limiter == nil {
+		return "", nil
+	}
+	id, wait, err := s.limiter.Acquire(ctx, username, ip)
+	if err != nil {
+		return "", err
+	}
+	if wait > 0 {
+		return "", &tooManyAttempts{wait: wait}
+	}
+	return id, nil
+}
+
+// loginSucceeded takes a login whose password was right out of the limits:
+// only failures count. The login goes on if this fails; the attempt then
+// counts as a failure until its window passes.
+func (s *server) loginSucceeded(ctx context.Context, username, ip, attempt string) {
+	if s.limiter == nil {
+		return
+	}
+	if err := s.limiter.Succeeded(ctx, username, ip, attempt); err != nil {
+		s.log.Warn("login limit: could not take back a successful attempt", "error", err)
+	}
 }
 
 // inactiveAccount returns the login refusal that names the account state of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/presenced/presenced/internal/auth"
 	"github.com/presenced/presenced/internal/presence"
@@ -61,6 +62,9 @@ type errorResponse struct {
 	body   any
 	// retry adds Retry-After: 1 (the store is unreachable; try again).
 	retry bool
+	// retryAfter, when set, is the Retry-After of a refusal that lasts
+	// (a login limit), in place of retry's 1 second.
+	retryAfter time.Duration
 }
 
 // errorTable maps sentinel errors to responses, first match wins. It is the
@@ -98,6 +102,10 @@ func classify(err error) errorResponse {
 	if errors.As(err, &ve) {
 		return errorResponse{status: http.StatusBadRequest, body: errorBody{Error: ve.Field + " " + ve.Message}}
 	}
+	var tma *tooManyAttempts
+	if errors.As(err, &tma) {
+		return errorResponse{status: http.StatusTooManyRequests, body: errorBody{Error: msgTooManyAttempts}, retryAfter: tma.wait}
+	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return errorResponse{status: http.StatusRequestEntityTooLarge, body: errorBody{Error: msgTooLarge}}
@@ -116,7 +124,10 @@ func classify(err error) errorResponse {
 func (s *server) respondError(w http.ResponseWriter, r *http.Request, err error) {
 	resp := classify(err)
 	s.logError(r, resp.status, err)
-	if resp.retry {
+	switch {
+	case resp.retryAfter > 0:
+		w.Header().Set("Retry-After", retryAfterSeconds(resp.retryAfter))
+	case resp.retry:
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, resp.status, resp.body)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,14 @@ type Config struct {
 	// ServiceKeys are the trusted services that may call heartbeat/batch/.
 	// Default none: every batch call gets 401.
 	ServiceKeys []ServiceKey
+	// LoginLimiter bounds failed logins per username and per client
+	// address; over a limit, login answers 429 with Retry-After. Default
+	// nil: no limit.
+	LoginLimiter LoginLimiter
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address of the per-address login limit. Default none: the client is
+	// the TCP peer.
+	TrustedProxies []netip.Prefix
 }
 
 // server holds the dependencies of the handlers.
@@ -86,6 +95,11 @@ type server struct {
 	now          func() time.Time
 	dashboard    http.Handler
 	serviceKeys  []ServiceKey
+
+	// limiter bounds password guessing (nil: no limit); trustedProxies
+	// may name the client address in X-Forwarded-For.
+	limiter        LoginLimiter
+	trustedProxies []netip.Prefix
 
 	// The event streams: the feed they read through, their ping interval,
 	// the instance's cap and how many are open.
@@ -172,6 +186,7 @@ func New(cfg Config) (http.Handler, error) {
 		maxStreams:   cfg.MaxEventStreams,
 		streamsDone:  cfg.StreamsDone,
 	}
+	s.limiter, s.trustedProxies = cfg.LoginLimiter, cfg.TrustedProxies
 	// The feed's read waits at most a second (or the ping interval, if
 	// shorter), so it stops soon after its last stream.
 	s.feed = newFeed(cfg.Store, cfg.Logger, min(time.Second, cfg.EventPing), cfg.RequestTimeout)

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -137,4 +138,80 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// agreeBatch checks scanBatch against decodeJSON on body: whatever
+// scanBatch accepts, decodeJSON accepts with the same sessions.
+func agreeBatch(t *testing.T, body string) bool {
+	t.Helper()
+	fast, ok := scanBatch([]byte(body))
+	if !ok {
+		return false
+	}
+	req, _ := http.NewRequest("POST", "/", strings.NewReader(body))
+	var slow batchRequest
+	if err := decodeJSON(req, &slow); err != nil {
+		t.Fatalf("scanBatch accepted %q, decodeJSON refuses it: %v", body, err)
+	}
+	if fmt.Sprint(fast) != fmt.Sprint(slow.Sessions) || len(fast) != len(slow.Sessions) {
+		t.Fatalf("body %q: scanBatch %v, decodeJSON %v", body, fast, slow.Sessions)
+	}
+	return true
+}
+
+func TestScanBatchAgreesWithDecodeJSON(t *testing.T) {
+	for _, tc := range []struct {
+		body     string
+		wantFast bool
+	}{
+		{`{"sessions":[{"user_id":1,"session_id":"3"},{"user_id":22,"session_id":"10"}]}`, true},
+		{" {\n \"sessions\" : [ { \"session_id\" : \"3\" , \"user_id\" : 1 } ] }\n", true},
+		{`{"sessions":[]}`, true},
+		{`{"sessions":[{"user_id":0,"session_id":"3"}]}`, true}, // refused later, by validation
+		{`{"sessions":[{"user_id":1,"user_id":2,"session_id":"3"}]}`, false},
+		{`{"sessions":[{"user_id":1,"session_id":"3","x":1}]}`, false},
+		{`{"sessions":[{"user_id":1}]}`, false},
+		{`{"sessions":[{"user_id":-1,"session_id":"3"}]}`, false},
+		{`{"sessions":[{"user_id":1.0,"session_id":"3"}]}`, false},
+		{`{"sessions":[{"user_id":1e2,"session_id":"3"}]}`, false},
+		{`{"sessions":[{"user_id":01,"session_id":"3"}]}`, false},
+		{`{"sessions":[{"user_id":99999999999999999999,"session_id":"3"}]}`, false},
+		{`{"sessions":[{"user_id":1,"session_id":"\u0033"}]}`, false},
+		{`{"sessions":[{"user_id":1,"session_id":3}]}`, false},
+		{`{"sessions":[{"user_id":1,"session_id":"3"}],"sessions":[]}`, false},
+		{`{"Sessions":[{"user_id":1,"session_id":"3"}]}`, false},
+		{`{"sessions":[{"user_id":1,"session_id":"3"},]}`, false},
+		{`{"sessions":[{"user_id":1,"session_id":"3"}]}x`, false},
+		{`{"sessions":[{"user_id":1,"session_id":"3"}]`, false},
+	} {
+		if got := agreeBatch(t, tc.body); got != tc.wantFast {
+			t.Errorf("%q: fast path %v, want %v", tc.body, got, tc.wantFast)
+		}
+	}
+	// Mutations of a real body: whatever the scanner takes, decodeJSON
+	// takes the same way.
+	base := `{"sessions":[{"user_id":12,"session_id":"3"},{"session_id":"45","user_id":6}]}`
+	const alphabet = `{}[]":, 0123456789_aeinoudsr\`
+	rng := rand.New(rand.NewPCG(3, 5))
+	for range 50000 {
+		b := []byte(base)
+		for range 1 + rng.IntN(3) {
+			j := rng.IntN(len(b))
+			switch rng.IntN(3) {
+			case 0:
+				b[j] = alphabet[rng.IntN(len(alphabet))]
+			case 1:
+				b = append(b[:j], b[j+1:]...)
+			default:
+				b = append(b[:j], append([]byte{alphabet[rng.IntN(len(alphabet))]}, b[j:]...)...)
+			}
+		}
+		agreeBatch(t, string(b))
+	}
+}
+
+func FuzzScanBatch(f *testing.F) {
+	f.Add(`{"sessions":[{"user_id":1,"session_id":"3"}]}`)
+	f.Add(` {"sessions": [{"session_id": "3", "user_id": 1}, {"user_id": 2, "session_id": "1"}]} `)
+	f.Fuzz(func(t *testing.T, body string) { agreeBatch(t, body) })
 }

@@ -58,12 +58,17 @@ func (s *Store) TouchSessions(ctx context.Context, refs []presence.SessionRef) (
 	deadline := float64(nowMS + s.ttlMS)
 	sets := make([]*redis.StatusCmd, len(refs))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// The deadline index's name, built once per shard (usually once).
+		shard, index := int64(-1), ""
 		for i, ref := range refs {
 			if ref.UserID <= 0 || ref.SessionID == "" {
 				continue
 			}
+			if sh := s.k.shardOfID(ref.UserID); sh != shard {
+				shard, index = sh, s.k.deadlines(sh)
+			}
 			sets[i] = p.SetArgs(ctx, s.k.live(ref.UserID, ref.SessionID), nowMS, redis.SetArgs{Mode: "XX", TTL: s.ttl, Get: true})
-			p.ZAddXX(ctx, s.k.deadlines(s.k.shardOfID(ref.UserID)), redis.Z{Score: deadline, Member: member(ref.UserID, ref.SessionID)})
+			p.ZAddXX(ctx, index, redis.Z{Score: deadline, Member: member(ref.UserID, ref.SessionID)})
 		}
 		return nil
 	})

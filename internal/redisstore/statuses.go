@@ -109,3 +109,81 @@ func (s *Store) readStatuses(ctx context.Context, ids []int64) (map[int64]presen
 	}
 	return out, nil
 }
+
+// readUsersPiped is readUsers for the listing: the same users, read with
+// two pipelined round trips of plain commands instead of read_users.lua
+// (HGETALL and HKEYS per user, then one ZMSCORE for the sessions of the
+// users who are online). read_users.lua spends most of its time in Lua
+// building a nested reply (~9 ms of Redis time per 1000 users); plain
+// commands cost Redis a third of that. The result is not one atomic read: a
+// user who changes between the two round trips shows their state of the
+// first one, which a listing that pages with SCAN never promised anyway.
+// Unknown IDs are skipped; ids must belong to shard.
+func (s *Store) readUsersPiped(ctx context.Context, shard int64, ids []int64) ([]presence.User, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	hashes := make([]*redis.MapStringStringCmd, len(ids))
+	sessions := make([]*redis.StringSliceCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			hashes[i] = p.HGetAll(ctx, s.k.user(id))
+			sessions[i] = p.HKeys(ctx, s.k.sessions(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.fail("read users", err)
+	}
+	out := make([]presence.User, 0, len(ids))
+	var members []string
+	var owners []int // index in out of each member's user
+	for i := range ids {
+		h := hashes[i].Val()
+		if len(h) == 0 {
+			continue
+		}
+		out = append(out, userFromMap(h))
+		if !out[len(out)-1].IsOnline() {
+			continue
+		}
+		for _, sid := range sessions[i].Val() {
+			members = append(members, member(ids[i], sid))
+			owners = append(owners, len(out)-1)
+		}
+	}
+	if len(members) == 0 {
+		return out, nil
+	}
+	scores, err := s.rdb.ZMScore(ctx, s.k.deadlines(shard), members...).Result()
+	if err != nil {
+		return nil, s.fail("read users: deadlines", err)
+	}
+	// As read_users.lua: live sessions (deadline ahead) count, and the
+	// latest one's activity (deadline − TTL) is last_seen when fresher.
+	now := s.nowMS()
+	for j, o := range owners {
+		if j >= len(scores) {
+			break
+		}
+		d := int64(scores[j])
+		if d <= now {
+			continue
+		}
+		u := &out[o]
+		u.LiveSessions++
+		if last := msTime(d - s.ttlMS); last.After(u.LastSeen) {
+			u.LastSeen = last
+		}
+	}
+	return out, nil
+}
+
+// userFromMap decodes a user hash read with HGETALL.
+func userFromMap(h map[string]string) presence.User {
+	flat := make([]any, 0, 2*len(h))
+	for k, v := range h {
+		flat = append(flat, k, v)
+	}
+	return userFromFlat(flat)
+}

@@ -26,7 +26,8 @@ func statusesViaReadUsers(t *testing.T, f *fixture, ids []int64) map[int64]prese
 }
 
 // TestStatusesMatchReadUsers builds users in every state a status can show
-// and checks Statuses answers what read_users.lua says.
+// and checks Statuses, and the listing's readUsersPiped, answer what
+// read_users.lua says.
 func TestStatusesMatchReadUsers(t *testing.T) {
 	f := newFixture(t, Config{TTL: 10 * time.Second})
 	var ids []int64
@@ -74,6 +75,17 @@ func TestStatusesMatchReadUsers(t *testing.T) {
 		want := statusesViaReadUsers(t, f, ids[:len(ids)-1]) // read_users takes positive IDs
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s:\n got  %v\n want %v", step, got, want)
+		}
+		piped, err := f.store.readUsersPiped(f.ctx, 0, ids[:len(ids)-1])
+		if err != nil {
+			t.Fatalf("%s: readUsersPiped: %v", step, err)
+		}
+		ref, err := f.store.readUsers(f.ctx, 0, ids[:len(ids)-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprintf("%+v", piped) != fmt.Sprintf("%+v", ref) {
+			t.Errorf("%s: readUsersPiped:\n got  %+v\n want %+v", step, piped, ref)
 		}
 		if got[two.ID].LastSeen != f.clock.Now().UTC() {
 			t.Errorf("%s: two's last_seen: got %v, want the latest heartbeat %v", step, got[two.ID].LastSeen, f.clock.Now().UTC())

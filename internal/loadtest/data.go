@@ -158,7 +158,7 @@ func (k *keeper) run(ctx context.Context) {
 				k.touched.Add(int64(res.Refreshed))
 			}
 			// Pace the round over the period.
-			due := start.Add(time.Duration(float64(k.period) * float64(i+redisstore.MaxBatch) / float64(n)))
+			due := start.Add(time.Duration(float64(k.period) * float64(min(i+redisstore.MaxBatch, n)) / float64(n)))
 			if d := time.Until(due); d > 0 {
 				select {
 				case <-ctx.Done():

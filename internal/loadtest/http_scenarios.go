@@ -90,6 +90,53 @@ func (s *suite) httpScenarios(ctx context.Context, record func(ScenarioReport, e
 	return ctx.Err()
 }
 
+// profile runs l for a few seconds while taking a CPU profile of child
+// into Out/<name>.cpu.pprof, and returns the path.
+func (s *suite) profile(ctx context.Context, child *Child, l Load, name string) (string, error) {
+	path := filepath.Join(s.cfg.Out, name+".cpu.pprof")
+	pd := max(s.cfg.Duration, time.Second).Truncate(time.Second)
+	var perr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		time.Sleep(l.Warmup)
+		perr = child.CPUProfile(ctx, pd, path)
+	}()
+	l.Duration = pd + time.Second
+	_, err := l.Run(ctx)
+	wg.Wait()
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return "", fmt.Errorf("profile: %w", err)
+	}
+	s.logf("CPU profile of presenced under the %s load: %s", name, path)
+	return path, nil
+}
+
+// profileWhile repeats fn for a few seconds while taking a CPU profile of
+// child into Out/<name>.cpu.pprof, and returns the path.
+func (s *suite) profileWhile(ctx context.Context, child *Child, name string, fn func() error) (string, error) {
+	path := filepath.Join(s.cfg.Out, name+".cpu.pprof")
+	pd := max(s.cfg.Duration, time.Second).Truncate(time.Second)
+	done := make(chan error, 1)
+	go func() { done <- child.CPUProfile(ctx, pd, path) }()
+	until := time.Now().Add(pd)
+	for time.Now().Before(until) {
+		if err := fn(); err != nil {
+			<-done
+			return "", fmt.Errorf("profile: %w", err)
+		}
+	}
+	if err := <-done; err != nil {
+		return "", fmt.Errorf("profile: %w", err)
+	}
+	s.logf("CPU profile of presenced under the %s load: %s", name, path)
+	return path, nil
+}
+
 // slicesOf is how many alternating slices a run of d is cut into: about
 // half a second each.
 func slicesOf(d time.Duration) int { return max(1, int(d/(500*time.Millisecond))) }
@@ -132,27 +179,10 @@ func (s *suite) heartbeatScenarios(ctx context.Context, env *httpEnv) (ScenarioR
 			Request: heartbeatRequest(url, env.access, cfg.Conns)}
 	}
 	if cfg.Profile {
-		path := filepath.Join(cfg.Out, "heartbeat.cpu.pprof")
-		pd := max(cfg.Duration, 2*time.Second).Truncate(time.Second)
-		var perr error
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(cfg.Warmup)
-			perr = env.presenced.CPUProfile(ctx, pd, path)
-		}()
-		l := load(env.presenced.URL, http.StatusOK)
-		l.Duration = pd + time.Second
-		_, err := l.Run(ctx)
-		wg.Wait()
-		if err == nil {
-			err = perr
-		}
+		path, err := s.profile(ctx, env.presenced, load(env.presenced.URL, http.StatusOK), "heartbeat")
 		if err != nil {
-			return hb, cost, fmt.Errorf("profile: %w", err)
+			return hb, cost, err
 		}
-		s.logf("CPU profile of presenced under the heartbeat load: %s", path)
 		hb.note("CPU profile of presenced under this load (extra run, not counted): %s", path)
 	}
 
@@ -452,6 +482,13 @@ func (s *suite) batchScenario(ctx context.Context, env *httpEnv) (ScenarioReport
 			}
 			return nil
 		}}
+	if cfg.Profile {
+		path, err := s.profile(ctx, env.presenced, load, "batch")
+		if err != nil {
+			return sr, err
+		}
+		sr.note("CPU profile of presenced under this load (extra run, not counted): %s", path)
+	}
 	var http1, direct, p50, p99 []float64
 	for run := 0; run < cfg.Runs; run++ {
 		res, err := load.Run(ctx)

@@ -285,12 +285,12 @@ func (s *Store) touchLive(ctx context.Context, ref presence.SessionRef, nowMS in
 		ctx: ctx, live: s.k.live(ref.UserID, ref.SessionID), index: s.k.deadlines(s.k.shardOfID(ref.UserID)),
 		mem: member(ref.UserID, ref.SessionID), nowMS: nowMS, score: float64(nowMS + s.ttlMS),
 	}
-	tc := &s.touches
+	tc := s.coalescer(ref.UserID)
 	tc.mu.Lock()
 	if tc.leaders < maxTouchPipelines {
 		tc.leaders++
 		tc.mu.Unlock()
-		s.leadTouches([]*touchCall{c})
+		s.leadTouches(tc, []*touchCall{c})
 		return c.old, c.err
 	}
 	c.done = make(chan struct{})
@@ -304,16 +304,27 @@ func (s *Store) touchLive(ctx context.Context, ref presence.SessionRef, nowMS in
 		batch := append([]*touchCall{c}, tc.queue...)
 		tc.queue = nil
 		tc.mu.Unlock()
-		s.leadTouches(batch)
+		s.leadTouches(tc, batch)
 	}
 	return c.old, c.err
 }
 
+// coalescer returns the coalescer of the user's heartbeats. On a Redis
+// Cluster there is one per shard: a cluster pipeline waits for every master
+// it touches, so heartbeats of shards on different masters must not share
+// one, or a master that dies would stall everybody's heartbeats until the
+// failover instead of only its own shards'.
+func (s *Store) coalescer(userID int64) *touchCoalescer {
+	if s.shardTouches != nil {
+		return &s.shardTouches[s.k.shardOfID(userID)]
+	}
+	return &s.touches
+}
+
 // leadTouches sends batch as one pipeline, hands each call its replies,
 // then passes the lead on to the oldest queued call, if any.
-func (s *Store) leadTouches(batch []*touchCall) {
+func (s *Store) leadTouches(tc *touchCoalescer, batch []*touchCall) {
 	s.sendTouches(batch)
-	tc := &s.touches
 	tc.mu.Lock()
 	var next *touchCall
 	if len(tc.queue) > 0 {

@@ -93,8 +93,11 @@ type Machine struct {
 
 // Report is a whole run of the suite.
 type Report struct {
-	Started   time.Time        `json:"started"`
-	Seconds   float64          `json:"seconds"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	// LoadAvg is /proc/loadavg at the start and at the end: other
+	// processes on the machine skew every throughput figure.
+	LoadAvg   [2]string        `json:"load_avg"`
 	Command   string           `json:"command"`
 	Machine   Machine          `json:"machine"`
 	Scenarios []ScenarioReport `json:"scenarios"`
@@ -123,6 +126,19 @@ func machine(redisVersion string) Machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // met returns whether v meets a target of "≥ x" or "≤ x" and the target

@@ -229,9 +229,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	s.report.Machine = machine(version)
-	fmt.Fprintf(s.log, "presence-bench: %d CPUs (%s), %s RAM, Go %s, Redis %s; scenarios %s\n",
+	s.report.LoadAvg[0] = loadAvg()
+	fmt.Fprintf(s.log, "presence-bench: %d CPUs (%s), %s RAM, Go %s, Redis %s; load average %s; scenarios %s\n",
 		s.report.Machine.CPUs, s.report.Machine.CPUModel, s.report.Machine.MemTotal, s.report.Machine.Go, version,
-		strings.Join(cfg.Scenarios, ","))
+		s.report.LoadAvg[0], strings.Join(cfg.Scenarios, ","))
 
 	var errs []error
 	record := func(sr ScenarioReport, err error) {
@@ -259,10 +260,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	s.report.Seconds = time.Since(start).Seconds()
+	s.report.LoadAvg[1] = loadAvg()
 	if err := writeJSON(filepath.Join(cfg.Out, "summary.json"), s.report); err != nil {
 		errs = append(errs, err)
 	}
-	fmt.Fprintf(s.log, "\npresence-bench: done in %.0fs; JSON in %s\n", s.report.Seconds, cfg.Out)
+	fmt.Fprintf(s.log, "\npresence-bench: done in %.0fs (load average at the end %s); JSON in %s\n", s.report.Seconds, s.report.LoadAvg[1], cfg.Out)
 	return s.report, errors.Join(errs...)
 }
 

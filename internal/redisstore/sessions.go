@@ -13,6 +13,13 @@ import (
 	"github.com/presenced/presenced/internal/presence"
 )
 
+// MaxSessionsPerUser is how many sessions one user may have at once (one per
+// login: a device or a tab). A login beyond it ends the user's oldest
+// session, whose tokens then stop working. The scripts walk a user's
+// sessions, so without a bound one account logging in in a loop could make
+// its every script hold Redis for longer and longer.
+const MaxSessionsPerUser = 100
+
 // StartSession implements presence.Store.
 func (s *Store) StartSession(ctx context.Context, userID int64, start presence.SessionStart) (presence.Session, presence.User, error) {
 	if userID <= 0 {
@@ -20,7 +27,7 @@ func (s *Store) StartSession(ctx context.Context, userID int64, start presence.S
 	}
 	now := s.nowMS()
 	res, err := s.run(ctx, s.sc.login, s.k.shardOfID(userID), s.k.user(userID),
-		userID, now, s.ttlMS, s.maxlen, sanitizeUA(start.UserAgent), start.RefreshID, start.RefreshExpires.UnixMilli())
+		userID, now, s.ttlMS, s.maxlen, sanitizeUA(start.UserAgent), start.RefreshID, start.RefreshExpires.UnixMilli(), MaxSessionsPerUser)
 	if err != nil {
 		return presence.Session{}, presence.User{}, s.fail("login", err)
 	}

@@ -60,15 +60,14 @@ func createUser(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	var opts *redis.Options
+	var rdb redis.UniversalClient
 	if cfg.Embedded() {
 		// The embedded Redis lives inside a running `presenced` (make run).
-		opts = &redis.Options{Addr: cfg.EmbeddedRedisAddr}
+		rdb = redis.NewClient(&redis.Options{Addr: cfg.EmbeddedRedisAddr})
 		fmt.Fprintf(stderr, "REDIS_URL is unset: writing to the embedded Redis of a running presenced at %s\n", cfg.EmbeddedRedisAddr)
-	} else if opts, err = redis.ParseURL(cfg.RedisURL); err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+	} else if rdb, err = newRedisClient(cfg); err != nil {
+		return err
 	}
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	store, err := redisstore.New(rdb, redisstore.Config{Prefix: cfg.KeyPrefix, Shards: cfg.Shards, TTL: cfg.TTL, EventsMaxLen: cfg.EventsMaxLen})
 	if err != nil {

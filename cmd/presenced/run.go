@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,6 +108,9 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 	if err := prepare(ctx, store, log); err != nil {
 		cleanup()
 		return nil, err
+	}
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		logClusterLayout(ctx, store, log)
 	}
 	if err := store.Announce(ctx); err != nil {
 		cleanup()
@@ -287,16 +292,8 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // clock) when it is unset.
 func connectRedis(cfg config.Config, log *slog.Logger) (redis.UniversalClient, *miniredis.Miniredis, error) {
 	if !cfg.Embedded() {
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
-		}
-		// Without this go-redis bounds socket reads by ReadTimeout (5s) only,
-		// not by the request's context: a hung Redis (frozen, partitioned)
-		// held every request for 5s whatever PRESENCE_REQUEST_TIMEOUT said
-		// (internal/chaos TestRedisFrozen).
-		opts.ContextTimeoutEnabled = true
-		return redis.NewClient(opts), nil, nil
+		rdb, err := newRedisClient(cfg)
+		return rdb, nil, err
 	}
 	m := miniredis.NewMiniRedis()
 	m.ClockTTL(true)
@@ -306,6 +303,57 @@ func connectRedis(cfg config.Config, log *slog.Logger) (redis.UniversalClient, *
 	log.Warn("DEV MODE: REDIS_URL is unset, so presenced runs an embedded in-memory Redis (miniredis); data is lost on exit and there are no keyspace events. Set REDIS_URL for anything real.",
 		"embedded_redis", m.Addr(), "inspect", "redis-cli -p "+m.Port())
 	return redis.NewClient(&redis.Options{Addr: m.Addr()}), m, nil
+}
+
+// newRedisClient returns the client of REDIS_URL: a cluster client for a
+// redis+cluster:// URL (see config.ClusterOptions), else a client of one
+// server. The store works the same on both; only where "every shard" means
+// several masters does it read and subscribe per master.
+func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
+	// Without ContextTimeoutEnabled go-redis bounds socket reads by
+	// ReadTimeout (5s) only, not by the request's context: a hung Redis
+	// (frozen, partitioned) held every request for 5s whatever
+	// PRESENCE_REQUEST_TIMEOUT said (internal/chaos TestRedisFrozen).
+	if cfg.RedisCluster() {
+		opts, err := config.ClusterOptions(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		opts.ContextTimeoutEnabled = true
+		return redis.NewClusterClient(opts), nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	return redis.NewClient(opts), nil
+}
+
+// logClusterLayout says how the shards are spread over the cluster's
+// masters, and warns when the spread is uneven: each shard's keys live in the
+// one slot of its hash tag, so a master's share of the presence load is its
+// share of the shards. Few shards spread badly (16 on 3 masters: 6, 6 and 4);
+// 64 on 3 masters give 21, 22 and 21.
+func logClusterLayout(ctx context.Context, store *redisstore.Store, log *slog.Logger) {
+	byMaster, err := store.ShardsByMaster(ctx)
+	if err != nil {
+		log.Warn("redis cluster: cannot tell which master serves which shard", "error", err)
+		return
+	}
+	counts := make([]string, 0, len(byMaster))
+	most := 0
+	for addr, shards := range byMaster {
+		counts = append(counts, fmt.Sprintf("%s=%d", addr, len(shards)))
+		most = max(most, len(shards))
+	}
+	slices.Sort(counts)
+	mean := float64(store.Shards()) / float64(len(byMaster))
+	log.Info("redis cluster", "masters_with_shards", len(byMaster), "shards", store.Shards(), "shards_per_master", strings.Join(counts, " "))
+	if store.Shards() < 4*len(byMaster) || float64(most) > 1.25*mean {
+		log.Warn("PRESENCE_SHARDS spreads the presence load unevenly over the masters (the busiest serves more than 1.25x its share); use more shards (64 for 3 masters: 21, 22, 21), which is fixed once data exists, or move shard slots between masters (README, Scaling)",
+			"shards", store.Shards(), "shards_per_master", strings.Join(counts, " "))
+	}
 }
 
 // prepare waits (bounded) for Redis and checks the key layout.

@@ -95,6 +95,22 @@ func TestCluster(t *testing.T) {
 			t.Errorf("16 shards on %d masters (%v), want all 3", len(perMaster), perMaster)
 		}
 		t.Logf("shards per master: %v", perMaster)
+		byMaster, err := st.ShardsByMaster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for addr, shards := range byMaster {
+			if len(shards) != perMaster[addr] {
+				t.Errorf("ShardsByMaster: %s has %v, want %d shards", addr, shards, perMaster[addr])
+			}
+		}
+		single, err := New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := single.ShardsByMaster(ctx); err == nil {
+			t.Error("ShardsByMaster on a single server: got no error")
+		}
 	})
 
 	t.Run("scripts load on every node and recover from NOSCRIPT", func(t *testing.T) {

@@ -130,22 +130,34 @@ func TestGracefulShutdown(t *testing.T) {
 	// The request timeout covers the password check too, and eight slow
 	// checks at once on two cores take a while.
 	env["PRESENCE_REQUEST_TIMEOUT"] = "10s"
+	// Sessions must outlive the drain and the restart, so that every
+	// transition can be counted against the clients exactly.
+	const shutdownTTL = 10 * time.Second
+	env["PRESENCE_TTL"] = shutdownTTL.String()
 	n := startNode(t, "presenced", env)
 	admin := adminToken(t, n.base)
 	cyc := createUsers(t, n.base, admin, "cycler", 12)
 
-	// Slow users: a bcrypt hash that takes about 100 ms to check here (with
-	// or without the race detector) makes their logins, eight at once, last
+	// Slow users: a bcrypt cost at which one login takes at least 100 ms on
+	// this service (race detector or not) makes eight logins at once last
 	// long enough to be surely in flight when SIGTERM arrives.
 	store := newStore(t, rdb, ttl)
 	var hash string
-	for cost := 8; cost <= 14; cost++ {
-		start := time.Now()
+	for cost := 6; cost <= 14; cost++ {
 		h, err := auth.NewHasher(cost).Hash(userPassword)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hash = h; time.Since(start) >= 100*time.Millisecond {
+		name := fmt.Sprintf("calibrate%d", cost)
+		if _, err := store.CreateUser(context.Background(), presence.NewUser{Username: name, Role: presence.RoleUser, Status: presence.StatusActive, PasswordHash: h}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		access, _ := login(t, n.base, name, userPassword)
+		took := time.Since(start)
+		call("POST", n.base+"/api/users/logout/", access, nil)
+		if hash = h; took >= 100*time.Millisecond {
+			t.Logf("slow logins: bcrypt cost %d, %v each", cost, took.Round(time.Millisecond))
 			break
 		}
 	}
@@ -185,6 +197,11 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if took > 10*time.Second {
 		t.Errorf("shutdown took %v, over PRESENCE_SHUTDOWN_TIMEOUT", took)
+	}
+	if took > shutdownTTL/2 {
+		// Sessions would expire while the service is down, and the
+		// transitions could not be counted exactly against the clients.
+		t.Fatalf("shutdown took %v: too slow for this scenario (TTL %v)", took, shutdownTTL)
 	}
 	slowInFlight := 0
 	for i, r := range slowReplies {

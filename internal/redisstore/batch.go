@@ -285,7 +285,7 @@ func (s *Store) touchLive(ctx context.Context, ref presence.SessionRef, nowMS in
 		ctx: ctx, live: s.k.live(ref.UserID, ref.SessionID), index: s.k.deadlines(s.k.shardOfID(ref.UserID)),
 		mem: member(ref.UserID, ref.SessionID), nowMS: nowMS, score: float64(nowMS + s.ttlMS),
 	}
-	tc := s.coalescer(ref.UserID)
+	tc := s.coalescer(ctx, c.live)
 	tc.mu.Lock()
 	if tc.leaders < maxTouchPipelines {
 		tc.leaders++
@@ -309,16 +309,28 @@ func (s *Store) touchLive(ctx context.Context, ref presence.SessionRef, nowMS in
 	return c.old, c.err
 }
 
-// coalescer returns the coalescer of the user's heartbeats. On a Redis
-// Cluster there is one per shard: a cluster pipeline waits for every master
-// it touches, so heartbeats of shards on different masters must not share
+// coalescer returns the coalescer of a heartbeat for the live key key. On
+// a Redis Cluster there is one per master: a cluster pipeline waits for
+// every master it touches, so heartbeats of different masters must not share
 // one, or a master that dies would stall everybody's heartbeats until the
-// failover instead of only its own shards'.
-func (s *Store) coalescer(userID int64) *touchCoalescer {
-	if s.shardTouches != nil {
-		return &s.shardTouches[s.k.shardOfID(userID)]
+// failover instead of only its own shards'. (One per shard would do too,
+// but split the batches so finely that Redis spent about three times the CPU
+// per heartbeat.) The master of a key changes with a failover or resharding;
+// a pipeline sent to an old one still reaches the right master through
+// go-redis's redirections, and the next heartbeats use the new one.
+func (s *Store) coalescer(ctx context.Context, key string) *touchCoalescer {
+	if s.cluster == nil {
+		return &s.touches
 	}
-	return &s.touches
+	node, err := s.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return &s.touches // the pipeline will report the error
+	}
+	if tc, ok := s.nodeTouches.Load(node); ok {
+		return tc.(*touchCoalescer)
+	}
+	tc, _ := s.nodeTouches.LoadOrStore(node, &touchCoalescer{})
+	return tc.(*touchCoalescer)
 }
 
 // leadTouches sends batch as one pipeline, hands each call its replies,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -68,8 +69,8 @@ type Store struct {
 	// per slot and per master.
 	cluster      *redis.ClusterClient
 	pollInterval time.Duration
-	touches      touchCoalescer   // Touch's shared pipelines (batch.go)
-	shardTouches []touchCoalescer // on a cluster: one per shard instead (batch.go)
+	touches      touchCoalescer // Touch's shared pipelines (batch.go)
+	nodeTouches  sync.Map       // on a cluster: *redis.Client of a master → *touchCoalescer (batch.go)
 }
 
 var _ presence.Store = (*Store)(nil)
@@ -123,17 +124,7 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 		now: cfg.Now, log: cfg.Logger, sc: sc, onTransition: cfg.OnTransition,
 		awayAfter: cfg.AwayAfter, interval: cfg.SweepInterval,
 		cluster: clusterClient(client), pollInterval: cfg.ClusterPollInterval,
-		shardTouches: shardCoalescers(client, cfg.Shards),
 	}, nil
-}
-
-// shardCoalescers returns one heartbeat coalescer per shard on a Redis
-// Cluster, nil on a single server (see Store.coalescer).
-func shardCoalescers(client redis.UniversalClient, shards int) []touchCoalescer {
-	if clusterClient(client) == nil {
-		return nil
-	}
-	return make([]touchCoalescer, shards)
 }
 
 // Prepare records the shard count in Redis on first use and refuses to run

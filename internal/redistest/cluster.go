@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -252,9 +253,9 @@ func (c *Cluster) SlotsOf(tb testing.TB, s *Server) []int {
 }
 
 // WaitReady waits until every running node reports cluster_state:ok and
-// they all give the same answer to CLUSTER SLOTS (same masters, same
-// replicas), which is what a reshard or failover leaves once it has
-// settled. It fails the test after 30 s.
+// they all give the same answer to CLUSTER SLOTS (which master serves which
+// slots), which is what a reshard or failover leaves once it has settled.
+// It fails the test after 30 s.
 func (c *Cluster) WaitReady(tb testing.TB) {
 	tb.Helper()
 	deadline := time.Now().Add(clusterReadyTimeout)
@@ -274,14 +275,29 @@ func (c *Cluster) WaitReady(tb testing.TB) {
 func (c *Cluster) waitReplicas(tb testing.TB, n int) {
 	tb.Helper()
 	deadline := time.Now().Add(clusterReadyTimeout)
+	info := func(addr string) string {
+		cl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+		defer cl.Close()
+		repl, _ := cl.Info(context.Background(), "replication").Result()
+		return repl
+	}
 	for {
+		// Masters' offsets first, then each replica's: a replica counts
+		// once it has caught up with what its master had sent before, which
+		// a replica left "online" but receiving nothing never does.
+		offsets := map[string]int64{}
+		for _, s := range c.Nodes {
+			if repl := info(s.Addr); infoField(repl, "role") == "master" {
+				offsets[s.Addr], _ = strconv.ParseInt(infoField(repl, "master_repl_offset"), 10, 64)
+			}
+		}
 		synced := 0
 		for _, s := range c.Nodes {
-			cl := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
-			repl, err := cl.Info(context.Background(), "replication").Result()
-			_ = cl.Close()
-			if err == nil && infoField(repl, "role") == "slave" && infoField(repl, "master_link_status") == "up" &&
-				infoField(repl, "master_sync_in_progress") == "0" {
+			repl := info(s.Addr)
+			master := net.JoinHostPort(infoField(repl, "master_host"), infoField(repl, "master_port"))
+			got, _ := strconv.ParseInt(infoField(repl, "slave_repl_offset"), 10, 64)
+			if infoField(repl, "role") == "slave" && infoField(repl, "master_link_status") == "up" &&
+				infoField(repl, "master_sync_in_progress") == "0" && got >= offsets[master] {
 				synced++
 			}
 		}
@@ -320,8 +336,8 @@ func (c *Cluster) WaitFailover(tb testing.TB, old *Server) time.Duration {
 	}
 }
 
-// agree returns nil when every running node is ok and they agree on the
-// slot layout, including which replicas follow which master.
+// agree returns nil when every running node is ok and they agree on which
+// master serves which slots.
 func (c *Cluster) agree() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -367,20 +383,17 @@ func (c *Cluster) agree() error {
 }
 
 // layout renders CLUSTER SLOTS canonically: ranges in order, each with its
-// master and sorted replicas.
+// master. Replicas are left out: a node that briefly flagged a replica as
+// failing (CPU-starved test machines) lists it later than the others, and
+// waitReplicas checks them where it matters.
 func layout(slots []redis.ClusterSlot) string {
 	lines := make([]string, 0, len(slots))
 	for _, sl := range slots {
-		var nodes []string
-		for i, n := range sl.Nodes {
-			if i == 0 {
-				nodes = append(nodes, "master="+n.Addr)
-			} else {
-				nodes = append(nodes, "replica="+n.Addr)
-			}
+		master := ""
+		if len(sl.Nodes) > 0 {
+			master = sl.Nodes[0].Addr
 		}
-		slices.Sort(nodes[min(1, len(nodes)):])
-		lines = append(lines, fmt.Sprintf("%05d-%05d %s", sl.Start, sl.End, strings.Join(nodes, " ")))
+		lines = append(lines, fmt.Sprintf("%05d-%05d master=%s", sl.Start, sl.End, master))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")

@@ -154,11 +154,22 @@ func presencedHandler(ctx context.Context, cc ChildConfig, log *slog.Logger, deb
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, nil, err
+	// A redis+cluster:// URL gets a cluster client, as in cmd/presenced.
+	var rdb redis.UniversalClient
+	db := 0
+	if cfg.RedisCluster() {
+		copts, err := config.ClusterOptions(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		rdb = redis.NewClusterClient(copts)
+	} else {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		rdb, db = redis.NewClient(opts), opts.DB
 	}
-	rdb := redis.NewClient(opts)
 	counter := &RoundTrips{}
 	rdb.AddHook(counter)
 	debug.HandleFunc("/debug/roundtrips", func(w http.ResponseWriter, _ *http.Request) {
@@ -210,7 +221,7 @@ func presencedHandler(ctx context.Context, cc ChildConfig, log *slog.Logger, deb
 			if err := store.EnableNotifications(ctx); err != nil {
 				log.Warn("keyspace notifications could not be enabled", "error", err)
 			}
-			l := store.NewListener(redisstore.ListenerConfig{DB: opts.DB, Logger: log,
+			l := store.NewListener(redisstore.ListenerConfig{DB: db, Logger: log,
 				OnConnect: func(reconnect bool) {
 					if reconnect {
 						sw.Kick()

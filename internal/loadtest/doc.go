@@ -10,7 +10,9 @@
 // SET EX; Redis memory per registered and per online user; offline detection
 // lag at a million online users against Redis's own expiry events; the admin
 // listing; bulk status; the presence refresh's share of an authenticated
-// request; and gateway batch heartbeats.
+// request; gateway batch heartbeats; and heartbeats on a local 3-master Redis
+// Cluster against one redis-server (throughput, Redis CPU per heartbeat, and
+// how evenly Redis CPU spreads over the shards).
 //
 // Every run bounds its time and memory (redis-server gets a maxmemory, every
 // phase a deadline) and removes what it started: processes are killed and

@@ -33,6 +33,9 @@ type RedisOptions struct {
 	// MaxMemory bounds the server's memory (bytes); writes fail beyond it.
 	// Default 8 GiB.
 	MaxMemory int64
+	// Args are more redis-server arguments, appended last (the cluster
+	// scenario's --cluster-enabled and friends).
+	Args []string
 }
 
 // StartRedis starts redis-server from PATH on a free loopback port with its
@@ -69,6 +72,7 @@ func StartRedis(ctx context.Context, o RedisOptions) (*RedisServer, error) {
 			"--notify-keyspace-events", events,
 			"--maxmemory", strconv.FormatInt(o.MaxMemory, 10), "--maxmemory-policy", "noeviction",
 		}
+		args = append(args, o.Args...)
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -33,11 +33,12 @@ const (
 	ScenarioMemory     = "memory"
 	ScenarioListing    = "listing"
 	ScenarioOffline    = "offline"
+	ScenarioCluster    = "cluster"
 )
 
 // AllScenarios lists every scenario.
 var AllScenarios = []string{ScenarioHeartbeat, ScenarioRedisCost, ScenarioMiddleware, ScenarioBatch,
-	ScenarioBulk, ScenarioMemory, ScenarioListing, ScenarioOffline}
+	ScenarioBulk, ScenarioMemory, ScenarioListing, ScenarioOffline, ScenarioCluster}
 
 // Config sizes a run of the suite. Zero fields take the defaults of the
 // full run (see Full); Short and Tiny return smaller presets.
@@ -258,6 +259,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := s.bigScenarios(ctx, record); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if ctx.Err() == nil && cfg.wants(ScenarioCluster) {
+		record(s.clusterScenario(ctx)) // cluster.go
 	}
 	s.report.Seconds = time.Since(start).Seconds()
 	s.report.LoadAvg[1] = loadAvg()

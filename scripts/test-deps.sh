@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure the tools the test suite needs are installed:
-#   - redis-server, which the integration tests start themselves on free ports;
-#   - chromium, which the dashboard's browser test drives headless.
+#   - redis-server (with redis-cli), which the integration tests start
+#     themselves on free ports, as single servers and as Redis Clusters;
+#   - chromium, which the dashboard's browser test drives headless;
+#   - docker-compose (Debian's 1.29), with which CI checks docker-compose.yml
+#     without a Docker engine (scripts/check-compose.sh); skipped when
+#     `docker compose` (v2) is there.
 # Idempotent: does nothing when everything is there. Installs what is missing
 # with apt-get when run as root on Debian/Ubuntu; otherwise says what to
 # install and fails. It never starts the distribution's Redis service: tests
@@ -23,6 +27,11 @@ if have_chromium; then
 	echo "test-deps: chromium found"
 else
 	missing+=(chromium)
+fi
+if command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; then
+	echo "test-deps: docker compose found"
+else
+	missing+=(docker-compose)
 fi
 if [[ ${#missing[@]} -eq 0 ]]; then
 	exit 0
@@ -57,6 +66,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 if ! have_chromium; then
 	echo "test-deps: apt-get finished but chromium is still not on PATH" >&2
+	exit 1
+fi
+if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+	echo "test-deps: apt-get finished but docker-compose is still not on PATH" >&2
 	exit 1
 fi
 echo "test-deps: installed ${missing[*]}; $(redis-server --version)"

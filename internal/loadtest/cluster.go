@@ -152,6 +152,9 @@ type clusterBackend struct {
 	child   *Child
 	access  []string
 	refs    []presence.SessionRef
+	// perUser is the Redis memory (every master summed) a registered user
+	// with one session takes: everything creating and logging in added.
+	perUser float64
 }
 
 // clusterFigures is one run's measurements on one backend.
@@ -173,6 +176,7 @@ func (s *suite) clusterScenario(ctx context.Context) (ScenarioReport, error) {
 		Params: map[string]any{"users": cfg.Users, "conns": cfg.Conns, "runs": cfg.Runs, "duration_s": cfg.Duration.Seconds(),
 			"masters": clusterMasters, "shards": clusterShards}}
 	var figs [2][]clusterFigures
+	var perUser [2]float64
 	var shardsPerMaster map[string]int
 	for i, name := range []string{"single", "cluster"} {
 		b, stop, err := s.startClusterBackend(ctx, name)
@@ -189,6 +193,7 @@ func (s *suite) clusterScenario(ctx context.Context) (ScenarioReport, error) {
 				name, run+1, f.httpRPS, f.directRPS, f.httpCPUPer, f.directCPUPer)
 			figs[i] = append(figs[i], f)
 		}
+		perUser[i] = b.perUser
 		if name == "cluster" {
 			shardsPerMaster = b.shards
 		}
@@ -214,6 +219,8 @@ func (s *suite) clusterScenario(ctx context.Context) (ScenarioReport, error) {
 		Baseline: median(col(single, httpCPU)), BaselineName: "one redis-server"})
 	sr.row(Row{Name: "Redis CPU per heartbeat, all masters (store calls)", Unit: "µs", Value: median(col(clustered, directCPU)), Runs: col(clustered, directCPU),
 		Baseline: median(col(single, directCPU)), BaselineName: "one redis-server"})
+	sr.row(Row{Name: "Redis memory per user with a session, all masters", Unit: "B", Value: perUser[1], Baseline: perUser[0], BaselineName: "one redis-server",
+		Note: "used_memory growth while creating the users and logging each in once (user hash, credentials, name index, session record, live key, deadline entry, online set, one stream entry), divided by the users"})
 	spread := func(f clusterFigures) float64 { return spreadOf(f.cpuPerShard) }
 	callSpread := func(f clusterFigures) float64 { return spreadOf(f.callsPerShard) }
 	cs := median(col(clustered, spread))
@@ -336,6 +343,11 @@ func (s *suite) startClusterBackend(ctx context.Context, name string) (*clusterB
 			b.shards[a] = len(shards)
 		}
 	}
+	mem0, err := b.snapshotMasters(ctx)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
 	t0 := time.Now()
 	ids, err := createUsers(ctx, st, "user", 0, cfg.Users, presence.RoleUser, s.pwHash)
 	if err == nil {
@@ -348,7 +360,17 @@ func (s *suite) startClusterBackend(ctx context.Context, name string) (*clusterB
 		stop()
 		return nil, nil, err
 	}
-	s.logf("%s: %d users with a session in %.1fs; shards per master %v", name, cfg.Users, time.Since(t0).Seconds(), b.shards)
+	mem1, err := b.snapshotMasters(ctx)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	var grew int64
+	for a := range b.masters {
+		grew += mem1[a].UsedMemory - mem0[a].UsedMemory
+	}
+	b.perUser = float64(grew) / float64(cfg.Users)
+	s.logf("%s: %d users with a session in %.1fs (%.0f B of Redis memory each); shards per master %v", name, cfg.Users, time.Since(t0).Seconds(), b.perUser, b.shards)
 	env := s.childEnv(120*time.Second, time.Second)
 	env["PRESENCE_SHARDS"] = strconv.Itoa(clusterShards)
 	child, err := StartChild(ctx, cfg.Self, ChildConfig{Mode: ModePresenced, RedisURL: b.url, Env: env, Workers: true, Notifications: true})

@@ -723,3 +723,35 @@ func dumpShard(t *testing.T, cc *redis.ClusterClient, st *Store, shard int64) st
 	}
 	return b.String()
 }
+
+// TestClusterGuardOnlyOnClusters: the migration guard is prepended to the
+// scripts of a cluster client only; a single server runs them as before.
+func TestClusterGuardOnlyOnClusters(t *testing.T) {
+	single, err := loadScripts(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clustered, err := loadScripts(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, pair := range map[string][2]*redis.Script{
+		"login": {single.login, clustered.login}, "expire": {single.expire, clustered.expire},
+		"login_limit": {single.loginLimit, clustered.loginLimit},
+	} {
+		if pair[0].Hash() == pair[1].Hash() {
+			t.Errorf("%s: the same script on a single server and on a cluster, want the guard on the cluster only", name)
+		}
+	}
+	lib, _ := luaFiles.ReadFile("lua/lib.lua")
+	if strings.Contains(string(lib), "probe:") {
+		t.Error("lib.lua probes the slot: single servers would pay for it")
+	}
+	st, err := New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.sc.login.Hash() != single.login.Hash() {
+		t.Error("a store on a single server loaded the cluster scripts")
+	}
+}

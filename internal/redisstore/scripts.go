@@ -10,17 +10,26 @@ import (
 //go:embed lua/*.lua
 var luaFiles embed.FS
 
-// scripts holds every Lua script, each with lua/lib.lua prepended. They run
-// with EVALSHA (go-redis falls back to EVAL once after a SCRIPT FLUSH or on a
-// fresh server, which also loads them).
+// scripts holds every Lua script, each with lua/lib.lua prepended, and on a
+// Redis Cluster lua/cluster_guard.lua after it (a script refuses to start
+// while its slot is being migrated). They run with EVALSHA (go-redis falls
+// back to EVAL once after a SCRIPT FLUSH or on a fresh server, which also
+// loads them).
 type scripts struct {
 	createUser, login, revive, activate, logout, rotate, account, expire, idle, readUsers, loginLimit *redis.Script
 }
 
-func loadScripts() (*scripts, error) {
+func loadScripts(cluster bool) (*scripts, error) {
 	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: read lib.lua: %w", err)
+	}
+	if cluster {
+		guard, err := luaFiles.ReadFile("lua/cluster_guard.lua")
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: read cluster_guard.lua: %w", err)
+		}
+		lib = append(append(lib, '\n'), guard...)
 	}
 	load := func(name string) (*redis.Script, error) {
 		body, err := luaFiles.ReadFile("lua/" + name + ".lua")

@@ -114,7 +114,7 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.ClusterPollInterval <= 0 {
 		cfg.ClusterPollInterval = 25 * time.Millisecond
 	}
-	sc, err := loadScripts()
+	sc, err := loadScripts(clusterClient(client) != nil)
 	if err != nil {
 		return nil, err
 	}

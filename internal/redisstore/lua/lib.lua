@@ -22,22 +22,6 @@ local K_NAMES = P .. 'names'
 local K_SEQ = P .. 'seq'
 local K_IDLESCAN = P .. 'idlescan'
 
--- Redis Cluster: refuse to run while the shard's slot is being migrated
--- (redis-cli --cluster reshard). Redis would start the script and fail it at
--- the first key that has already moved, leaving the writes before that key
--- done: half a transition. A key that does not exist counts as moved in a
--- migrating slot (and, on the importing node, a command on two absent keys
--- is refused), so this EXISTS fails on either node of a migration and on no
--- other; pcall turns that into an error here, before any write, and TRYAGAIN
--- makes the client retry until the slot has moved. The probe keys are never
--- written. On a single Redis server it is one lookup of two absent keys.
-do
-  local probe = redis.pcall('EXISTS', P .. 'probe:a', P .. 'probe:b')
-  if type(probe) == 'table' and probe.err then
-    return redis.error_reply('TRYAGAIN slot of ' .. P .. ' is being migrated')
-  end
-end
-
 -- A session record is "created_ms|last_seen_ms|refresh_id|refresh_expires_ms|user_agent".
 -- A delimited string (not a hash per session) keeps one small listpack hash per user.
 local function parse_session(v)

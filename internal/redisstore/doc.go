@@ -19,4 +19,11 @@
 // head of the deadline index (guaranteed). Both run the same script, which
 // acts only if the session's index entry is still there, so whichever comes
 // first wins and the other does nothing.
+//
+// On a Redis Cluster (the client is a *redis.ClusterClient; see cluster.go)
+// the same code runs with three differences: scripts start with a guard that
+// refuses to run while their slot is being migrated (lua/cluster_guard.lua),
+// ReadTransitions reads each shard's stream with its own XREAD and polls
+// instead of blocking, and the Listener subscribes on every master and
+// follows the cluster's topology. Heartbeats share pipelines per master.
 package redisstore

@@ -3,6 +3,9 @@
 // test ends. The store's paging, keyspace notifications and fault handling
 // can only be tested against a real server (miniredis has no notifications
 // and no real SCAN), and tests must never touch a shared Redis.
+// StartCluster does the same for a whole Redis Cluster (masters and
+// replicas joined by redis-cli), for the cluster tests: resharding, killing
+// a master, adding one.
 //
 // When redis-server is not on PATH, Start skips the test, unless the
 // environment sets PRESENCE_REQUIRE_REDIS=1 (as `make test` and CI do): then

@@ -162,15 +162,25 @@ func (l *load) stopped() bool {
 	}
 }
 
+// After a SIGKILL a client's pool can hold several dead keep-alive
+// connections, and net/http does not retry a POST on one: each attempt on a
+// dead connection is ambiguous. Repeating a little later, enough times to
+// use them all up, tells a dead connection from a real failure.
+const (
+	maxAmbiguous   = 20
+	ambiguousPause = 20 * time.Millisecond
+)
+
 // loginOnce logs c in, retrying ambiguous attempts; it returns false when it
 // could not (the scenario is then broken).
 func (l *load) loginOnce(c *client) (access string, ok bool) {
-	for range 5 {
+	for range maxAmbiguous {
 		r, amb := l.send(c, "login", "POST", "/api/users/login/", "", map[string]string{"username": c.acc.name, "password": userPassword})
 		if amb {
 			c.mu.Lock()
 			c.ambiguousLogins++
 			c.mu.Unlock()
+			time.Sleep(ambiguousPause)
 			continue
 		}
 		if r.status != http.StatusOK {
@@ -191,7 +201,7 @@ func (l *load) loginOnce(c *client) (access string, ok bool) {
 		c.mu.Unlock()
 		return out.Tokens.Access, true
 	}
-	c.problem("login: ambiguous five times in a row")
+	c.problem("login: ambiguous %d times in a row", maxAmbiguous)
 	return "", false
 }
 
@@ -213,9 +223,10 @@ func (l *load) heartbeat(c *client, access string) {
 // logout ends the session named by access; an ambiguous logout is repeated,
 // and a repeat that finds the session gone (401) confirms the first.
 func (l *load) logout(c *client, access string) {
-	for range 5 {
+	for range maxAmbiguous {
 		r, amb := l.send(c, "logout", "POST", "/api/users/logout/", access, nil)
 		if amb {
+			time.Sleep(ambiguousPause)
 			continue
 		}
 		if r.status != http.StatusOK && r.status != http.StatusUnauthorized {
@@ -227,7 +238,7 @@ func (l *load) logout(c *client, access string) {
 		c.mu.Unlock()
 		return
 	}
-	c.problem("logout: ambiguous five times in a row")
+	c.problem("logout: ambiguous %d times in a row", maxAmbiguous)
 }
 
 // cycle is a cycler: log in, heartbeat a few times, log out, until stopped.

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -300,12 +302,17 @@ func TestClusterReshardUnderLoad(t *testing.T) {
 		loginAt(t, b.store, u)
 		expiring = append(expiring, u.ID)
 	}
+	// Idle accounts in the moving shards: keys that make their slots take a
+	// while to move, so that the load meets them half-moved.
+	usersInShards(t, a.store, "idle", 600, onMoving)
 
 	lctx, stop := context.WithCancel(ctx)
 	wg := ld.run(lctx, 300*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
-	c.Reshard(t, from, to, n, 0)
+	// One key per MIGRATE: the shards' slots stay half-moved for longer,
+	// so the load meets them mid-migration.
+	c.Reshard(t, from, to, n, 1)
 	t.Logf("resharded %d slots (shards %v) from %s to %s in %s under load", n, moving, from.Addr, to.Addr, time.Since(start).Round(time.Millisecond))
 	for _, sh := range moving {
 		if got := c.MasterOf(t, slots[sh]); got != to {
@@ -344,7 +351,24 @@ func TestClusterReshardUnderLoad(t *testing.T) {
 	for _, g := range ld.maxGap {
 		worst = max(worst, g)
 	}
-	t.Logf("heartbeats refused and retried: %d; longest gap between two heartbeats of a user: %s (round period 300ms)", ld.unavailable.Load(), worst.Round(time.Millisecond))
+	// How often a script met a half-moved slot: the guard's TRYAGAIN
+	// replies (retried by the client; only calls still refused after the
+	// retries reach the caller as ErrUnavailable).
+	tryagain := 0
+	for _, m := range c.Masters(t) {
+		stats, err := m.Client(t).Info(ctx, "errorstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(stats, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "errorstat_TRYAGAIN:count="); ok {
+				n, _ := strconv.Atoi(v)
+				tryagain += n
+			}
+		}
+	}
+	t.Logf("scripts refused by the migration guard (TRYAGAIN, retried): %d; calls still refused after the retries (503): %d; longest gap between two heartbeats of a user: %s (round period 300ms)",
+		tryagain, ld.unavailable.Load(), worst.Round(time.Millisecond))
 }
 
 func TestClusterListenerFollowsANewMaster(t *testing.T) {

@@ -122,7 +122,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range c.Nodes {
-			ok, err := n.Client(t).ScriptExists(ctx, st.sc.login.Hash(), st.sc.expire.Hash(), st.sc.readUsers.Hash()).Result()
+			ok, err := n.Client(t).ScriptExists(ctx, st.sc.login.Hash(), st.sc.expire.Hash(), st.sc.idle.Hash()).Result()
 			if err != nil || slices.Contains(ok, false) {
 				t.Fatalf("SCRIPT EXISTS on %s after Prepare: %v %v, want every script loaded", n.Addr, ok, err)
 			}

@@ -146,7 +146,7 @@ func (s *Store) ListUsers(ctx context.Context, q presence.ListQuery) (presence.P
 			n := min(len(c.pending), readBatch)
 			batch := c.pending[:n]
 			rest := c.pending[n:]
-			users, err := s.readUsersPiped(ctx, c.shard, batch)
+			users, err := s.readUsers(ctx, c.shard, batch)
 			if err != nil {
 				return presence.Page{}, err
 			}

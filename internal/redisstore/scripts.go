@@ -16,7 +16,7 @@ var luaFiles embed.FS
 // back to EVAL once after a SCRIPT FLUSH or on a fresh server, which also
 // loads them).
 type scripts struct {
-	createUser, login, revive, activate, logout, rotate, account, expire, idle, readUsers, loginLimit *redis.Script
+	createUser, login, revive, activate, logout, rotate, account, expire, idle, loginLimit *redis.Script
 }
 
 func loadScripts(cluster bool) (*scripts, error) {
@@ -42,7 +42,7 @@ func loadScripts(cluster bool) (*scripts, error) {
 	for name, dst := range map[string]**redis.Script{
 		"create_user": &s.createUser, "login": &s.login, "revive": &s.revive,
 		"logout": &s.logout, "rotate": &s.rotate, "account": &s.account,
-		"expire": &s.expire, "read_users": &s.readUsers, "activate": &s.activate, "idle": &s.idle,
+		"expire": &s.expire, "activate": &s.activate, "idle": &s.idle,
 		"login_limit": &s.loginLimit,
 	} {
 		sc, err := load(name)

@@ -12,13 +12,11 @@ import (
 // readStatuses is Statuses: the presence of many users in two pipelined
 // round trips of plain commands, reading only what a status needs.
 //
-// read_users.lua (which User and the listing use) returns each user's whole
-// hash; for a 1000-ID bulk status that is ~300 KB built by Lua and decoded
-// into a million Go values, ~9 ms of Redis time and ~3 ms of client CPU per
-// call. Here: HMGET of the three fields a status needs and HKEYS of the
+// A Lua read of each user's whole hash was ~300 KB built by Lua per 1000 IDs,
+// ~9 ms of Redis time and ~3 ms of client CPU per call. Here: HMGET of the three fields a status needs and HKEYS of the
 // session records per user, then one ZMSCORE per shard for the sessions of
-// the users that are online (their latest live activity, as read_users.lua
-// computes it: deadline − TTL of each live session).
+// the users that are online (their latest live activity: deadline − TTL of
+// each live session).
 //
 // The two round trips are not one atomic read: a user who goes offline in
 // between is reported online with the last_seen of the first read, the
@@ -110,16 +108,16 @@ func (s *Store) readStatuses(ctx context.Context, ids []int64) (map[int64]presen
 	return out, nil
 }
 
-// readUsersPiped is readUsers for the listing: the same users, read with
-// two pipelined round trips of plain commands instead of read_users.lua
-// (HGETALL and HKEYS per user, then one ZMSCORE for the sessions of the
-// users who are online). read_users.lua spends most of its time in Lua
-// building a nested reply (~9 ms of Redis time per 1000 users); plain
-// commands cost Redis a third of that. The result is not one atomic read: a
-// user who changes between the two round trips shows their state of the
-// first one, which a listing that pages with SCAN never promised anyway.
-// Unknown IDs are skipped; ids must belong to shard.
-func (s *Store) readUsersPiped(ctx context.Context, shard int64, ids []int64) ([]presence.User, error) {
+// readUsers loads users of one shard with their live presence in two
+// pipelined round trips of plain commands (HGETALL and HKEYS per user, then
+// one ZMSCORE for the sessions of the users others see as present). A Lua
+// read script spent most of its time building a nested reply (~9 ms of Redis
+// time per 1000 users); plain commands cost Redis a third of that. The result
+// is not one atomic read: a user who changes between the two round trips
+// shows their state of the first one. A user others see as offline (no live
+// session, or invisible) shows nothing live: no fresher last_seen, no live
+// session count. Unknown IDs are skipped; ids must belong to shard.
+func (s *Store) readUsers(ctx context.Context, shard int64, ids []int64) ([]presence.User, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -159,7 +157,7 @@ func (s *Store) readUsersPiped(ctx context.Context, shard int64, ids []int64) ([
 	if err != nil {
 		return nil, s.fail("read users: deadlines", err)
 	}
-	// As read_users.lua: live sessions (deadline ahead) count, and the
+	// Live sessions (deadline ahead) count, and the
 	// latest one's activity (deadline − TTL) is last_seen when fresher.
 	now := s.nowMS()
 	for j, o := range owners {

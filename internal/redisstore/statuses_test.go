@@ -2,32 +2,77 @@ package redisstore
 
 import (
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/presenced/presenced/internal/presence"
 	"github.com/presenced/presenced/internal/redistest"
 )
 
-// statusesViaReadUsers is the reference Statuses: read_users.lua, the
-// script User and the listing read users with.
-func statusesViaReadUsers(t *testing.T, f *fixture, ids []int64) map[int64]presence.Status {
+// referenceUsers reads users with testdata/read_users_reference.lua, the
+// atomic Lua read that User, the listing and Statuses used before they moved
+// to pipelines of plain commands: the oracle their answers must match.
+func referenceUsers(t *testing.T, f *fixture, ids []int64) []presence.User {
 	t.Helper()
-	users, err := f.store.readUsers(f.ctx, 0, ids)
+	lib, err := luaFiles.ReadFile("lua/lib.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, err := os.ReadFile("testdata/read_users_reference.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []any{f.store.k.tag(0), f.store.nowMS(), f.store.ttlMS}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	rows, err := redis.NewScript(string(lib)+"\n"+string(body)).Run(f.ctx, f.rdb, []string{f.store.k.deadlines(0)}, args...).Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeUserRows(rows)
+}
+
+func decodeUserRows(rows []any) []presence.User {
+	out := make([]presence.User, 0, len(rows))
+	for _, r := range rows {
+		row, _ := r.([]any)
+		if len(row) < 3 {
+			continue
+		}
+		flat, _ := row[0].([]any)
+		u := userFromFlat(flat)
+		// A user others see as offline (no live session, or invisible) shows
+		// nothing live: no fresher last_seen, no live session count.
+		if u.IsOnline() {
+			if latest, _ := row[1].(int64); latest > u.LastSeen.UnixMilli() {
+				u.LastSeen = msTime(latest)
+			}
+			n, _ := row[2].(int64)
+			u.LiveSessions = int(n)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// statusesViaReadUsers is the reference Statuses.
+func statusesViaReadUsers(t *testing.T, f *fixture, ids []int64) map[int64]presence.Status {
+	t.Helper()
 	out := map[int64]presence.Status{}
-	for _, u := range users {
+	for _, u := range referenceUsers(t, f, ids) {
 		out[u.ID] = presence.Status{OnlineStatus: u.OnlineStatus, LastSeen: u.LastSeen}
 	}
 	return out
 }
 
 // TestStatusesMatchReadUsers builds users in every state a status can show
-// and checks Statuses, and the listing's readUsersPiped, answer what
-// read_users.lua says.
+// and checks that Statuses and readUsers (User, the listing) answer what the
+// reference Lua read says.
 func TestStatusesMatchReadUsers(t *testing.T) {
 	f := newFixture(t, Config{TTL: 10 * time.Second})
 	var ids []int64
@@ -76,16 +121,13 @@ func TestStatusesMatchReadUsers(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s:\n got  %v\n want %v", step, got, want)
 		}
-		piped, err := f.store.readUsersPiped(f.ctx, 0, ids[:len(ids)-1])
+		piped, err := f.store.readUsers(f.ctx, 0, ids[:len(ids)-1])
 		if err != nil {
-			t.Fatalf("%s: readUsersPiped: %v", step, err)
+			t.Fatalf("%s: readUsers: %v", step, err)
 		}
-		ref, err := f.store.readUsers(f.ctx, 0, ids[:len(ids)-1])
-		if err != nil {
-			t.Fatal(err)
-		}
+		ref := referenceUsers(t, f, ids[:len(ids)-1])
 		if fmt.Sprintf("%+v", piped) != fmt.Sprintf("%+v", ref) {
-			t.Errorf("%s: readUsersPiped:\n got  %+v\n want %+v", step, piped, ref)
+			t.Errorf("%s: readUsers:\n got  %+v\n want %+v", step, piped, ref)
 		}
 		if got[two.ID].LastSeen != f.clock.Now().UTC() {
 			t.Errorf("%s: two's last_seen: got %v, want the latest heartbeat %v", step, got[two.ID].LastSeen, f.clock.Now().UTC())

@@ -142,7 +142,7 @@ func (s *Store) Prepare(ctx context.Context) error {
 	if got != want {
 		return fmt.Errorf("redisstore: PRESENCE_SHARDS is %s but the data under prefix %q was written with %s shards", want, s.k.prefix, got)
 	}
-	for _, sc := range []*redis.Script{s.sc.createUser, s.sc.login, s.sc.revive, s.sc.activate, s.sc.logout, s.sc.rotate, s.sc.account, s.sc.expire, s.sc.idle, s.sc.readUsers} {
+	for _, sc := range []*redis.Script{s.sc.createUser, s.sc.login, s.sc.revive, s.sc.activate, s.sc.logout, s.sc.rotate, s.sc.account, s.sc.expire, s.sc.idle} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return s.fail("prepare: load script", err)
 		}

@@ -52,47 +52,6 @@ func (s *Store) User(ctx context.Context, id int64) (presence.User, error) {
 	return users[0], nil
 }
 
-// readUsers loads users of one shard with their live presence; unknown IDs
-// are skipped. IDs must belong to shard.
-func (s *Store) readUsers(ctx context.Context, shard int64, ids []int64) ([]presence.User, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	args := make([]any, 0, len(ids)+2)
-	args = append(args, s.nowMS(), s.ttlMS)
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	rows, err := s.run(ctx, s.sc.readUsers, shard, s.k.deadlines(shard), args...)
-	if err != nil {
-		return nil, s.fail("read users", err)
-	}
-	return decodeUserRows(rows), nil
-}
-
-func decodeUserRows(rows []any) []presence.User {
-	out := make([]presence.User, 0, len(rows))
-	for _, r := range rows {
-		row, _ := r.([]any)
-		if len(row) < 3 {
-			continue
-		}
-		flat, _ := row[0].([]any)
-		u := userFromFlat(flat)
-		// A user others see as offline (no live session, or invisible) shows
-		// nothing live: no fresher last_seen, no live session count.
-		if u.IsOnline() {
-			if latest, _ := row[1].(int64); latest > u.LastSeen.UnixMilli() {
-				u.LastSeen = msTime(latest)
-			}
-			n, _ := row[2].(int64)
-			u.LiveSessions = int(n)
-		}
-		out = append(out, u)
-	}
-	return out
-}
-
 // UserIDByUsername implements presence.Store.
 func (s *Store) UserIDByUsername(ctx context.Context, username string) (int64, error) {
 	norm := presence.NormalizeUsername(username)

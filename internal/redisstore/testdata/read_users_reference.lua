@@ -1,4 +1,4 @@
--- read_users: users of one shard with their live presence, in one round trip.
+-- read_users (test reference only): users of one shard with their live presence, in one round trip.
 -- KEYS[1]  deadline index of the shard
 -- ARGV[1]  shard prefix  ARGV[2] now (ms)  ARGV[3] TTL (ms)  ARGV[4..] user ids
 -- Returns one row per id: {} when the user does not exist, else

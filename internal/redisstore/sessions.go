@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -267,14 +268,6 @@ func (s *Store) Sessions(ctx context.Context, userID int64) ([]presence.Session,
 		}
 		out = append(out, sess)
 	}
-	sortSessions(out)
+	slices.SortFunc(out, func(a, b presence.Session) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
-}
-
-func sortSessions(ss []presence.Session) {
-	for i := 1; i < len(ss); i++ {
-		for j := i; j > 0 && ss[j].CreatedAt.Before(ss[j-1].CreatedAt); j-- {
-			ss[j], ss[j-1] = ss[j-1], ss[j]
-		}
-	}
 }

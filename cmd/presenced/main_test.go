@@ -112,6 +112,9 @@ func baseEnv(srv *redistest.Server) map[string]string {
 		"PRESENCE_ADMIN_PASSWORD": "rootpass1",
 		"PRESENCE_TTL":            "1s",
 		"PRESENCE_SWEEP_INTERVAL": "200ms",
+		// Tests stop services with idle keep-alive connections open; the
+		// drain phase has tests of its own (TestDrain).
+		"PRESENCE_DRAIN_DELAY": "0",
 	}
 }
 

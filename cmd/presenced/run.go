@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -69,6 +70,11 @@ type app struct {
 	serveErr chan error
 	ctx      context.Context
 	stop     func() error
+
+	// draining is closed when the drain phase begins (httpapi.Config);
+	// conns counts the open client connections, which can end it early.
+	draining chan struct{}
+	conns    atomic.Int64
 }
 
 // start builds everything in order (config, logger, Redis, store, auth,
@@ -158,9 +164,10 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 	// but never cancels them, and event streams would otherwise hold it
 	// until its timeout.
 	streamsDone := make(chan struct{})
+	draining := make(chan struct{})
 	handler, err := httpapi.New(httpapi.Config{
 		Store: store, Tokens: tokens, Hasher: hasher, Metrics: m, Logger: log,
-		Dashboard: dash, StreamsDone: streamsDone, EventPing: cfg.SSEPingInterval, MaxEventStreams: cfg.SSEMaxStreams,
+		Dashboard: dash, StreamsDone: streamsDone, Draining: draining, EventPing: cfg.SSEPingInterval, MaxEventStreams: cfg.SSEMaxStreams,
 		Registration: string(cfg.Registration), CORSOrigins: cfg.CORSOrigins, RequestTimeout: cfg.RequestTimeout,
 		ServiceKeys: serviceKeys, LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies,
 	})
@@ -244,7 +251,15 @@ func start(ctx context.Context, getenv func(string) string, stderr io.Writer) (*
 		}
 	})
 
-	a := &app{addr: ln.Addr().String(), log: log, cfg: cfg, srv: srv, serveErr: make(chan error, 1), ctx: ctx}
+	a := &app{addr: ln.Addr().String(), log: log, cfg: cfg, srv: srv, serveErr: make(chan error, 1), ctx: ctx, draining: draining}
+	srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			a.conns.Add(1)
+		case http.StateHijacked, http.StateClosed:
+			a.conns.Add(-1)
+		}
+	}
 	go func() { a.serveErr <- srv.Serve(ln) }()
 	a.stop = func() error {
 		shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -265,6 +280,7 @@ func (a *app) wait() error {
 	var serveErr error
 	select {
 	case <-a.ctx.Done():
+		a.drain()
 		a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
 	case serveErr = <-a.serveErr:
 	}
@@ -277,6 +293,33 @@ func (a *app) wait() error {
 	}
 	a.log.Info("stopped")
 	return nil
+}
+
+// drain is the phase between SIGTERM and closing the listener: for up to
+// PRESENCE_DRAIN_DELAY the instance keeps serving, but /readyz answers 503
+// and every response closes its connection. http.Server.Shutdown closes
+// idle keep-alive connections at once, and a request already on its way
+// over one (sent, not yet read by a busy server) is then lost with a reset;
+// after the drain, clients have moved to new connections and the load
+// balancer to other replicas. The phase ends early once no client
+// connection is open, so an idle instance stops at once.
+func (a *app) drain() {
+	close(a.draining)
+	if a.cfg.DrainDelay <= 0 {
+		return
+	}
+	a.log.Info("draining: /readyz answers 503 and responses close their connections", "drain_delay", a.cfg.DrainDelay, "open_connections", a.conns.Load())
+	deadline := time.NewTimer(a.cfg.DrainDelay)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for a.conns.Load() > 0 {
+		select {
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -111,6 +111,9 @@ func baseEnv(srv *redistest.Server) map[string]string {
 		// The scenarios log in far more than a person would.
 		"PRESENCE_LOGIN_LIMIT_USER": "off",
 		"PRESENCE_LOGIN_LIMIT_IP":   "off",
+		// Restarts should not wait for the drain phase; the SIGTERM
+		// scenario sets one.
+		"PRESENCE_DRAIN_DELAY": "0",
 	}
 }
 

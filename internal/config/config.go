@@ -31,6 +31,7 @@ const (
 	EnvBcryptCost        = "PRESENCE_BCRYPT_COST"
 	EnvRequestTimeout    = "PRESENCE_REQUEST_TIMEOUT"
 	EnvShutdownTimeout   = "PRESENCE_SHUTDOWN_TIMEOUT"
+	EnvDrainDelay        = "PRESENCE_DRAIN_DELAY"
 	EnvLogLevel          = "LOG_LEVEL"
 	EnvLogFormat         = "LOG_FORMAT"
 	EnvServiceKeys       = "PRESENCE_SERVICE_KEYS"
@@ -54,6 +55,7 @@ const (
 	DefaultBcryptCost        = 10
 	DefaultRequestTimeout    = 5 * time.Second
 	DefaultShutdownTimeout   = 15 * time.Second
+	DefaultDrainDelay        = 5 * time.Second
 	DefaultLogLevel          = slog.LevelInfo
 	DefaultLogFormat         = LogText
 	DefaultSSEPingInterval   = 15 * time.Second
@@ -202,6 +204,15 @@ type Config struct {
 	// ShutdownTimeout is how long shutdown waits for in-flight requests
 	// (PRESENCE_SHUTDOWN_TIMEOUT), positive. Default 15s.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long, after SIGTERM and before the listener
+	// closes, the instance keeps serving while /readyz answers 503 and
+	// every response closes its connection (PRESENCE_DRAIN_DELAY, 0 or
+	// more; 0 skips the phase). It ends early once no client connection is
+	// open. Load balancers need it to stop routing here, and keep-alive
+	// clients to move off their connections, before the listener closes:
+	// closing an idle connection races a request already on its way over
+	// it. Default 5s.
+	DrainDelay time.Duration
 	// LogLevel is the minimum level logged (LOG_LEVEL: debug, info, warn or
 	// error, any case). Default slog.LevelInfo.
 	LogLevel slog.Level
@@ -270,6 +281,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("bcrypt_cost", c.BcryptCost),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("drain_delay", c.DrainDelay),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", string(c.LogFormat)),
 		slog.Any("service_keys", serviceNames(c.ServiceKeys)),

@@ -15,7 +15,7 @@ var knownVars = map[string]bool{
 	EnvJWTSecretFile: true, EnvTTL: true, EnvSweepInterval: true, EnvAccessTokenTTL: true,
 	EnvRefreshTokenTTL: true, EnvKeyPrefix: true, EnvRegistration: true, EnvAdminUsername: true,
 	EnvAdminPassword: true, EnvAdminPasswordFile: true, EnvCORSOrigins: true, EnvShards: true,
-	EnvEventsMaxLen: true, EnvBcryptCost: true, EnvRequestTimeout: true, EnvShutdownTimeout: true,
+	EnvEventsMaxLen: true, EnvBcryptCost: true, EnvRequestTimeout: true, EnvShutdownTimeout: true, EnvDrainDelay: true,
 	EnvLogLevel: true, EnvLogFormat: true, EnvSSEPingInterval: true, EnvSSEMaxStreams: true,
 	EnvLoginLimitUser: true, EnvLoginLimitIP: true, EnvTrustedProxies: true,
 	EnvAwayAfter: true, EnvServiceKeys: true,
@@ -97,6 +97,9 @@ func checkValid(t *testing.T, c Config) {
 	}
 	if c.AccessTokenTTL < MinTokenTTL || c.RefreshTokenTTL <= c.AccessTokenTTL {
 		fail("token TTLs access %s refresh %s", c.AccessTokenTTL, c.RefreshTokenTTL)
+	}
+	if c.DrainDelay < 0 {
+		fail("negative drain delay %s", c.DrainDelay)
 	}
 	if c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		fail("timeouts request %s shutdown %s", c.RequestTimeout, c.ShutdownTimeout)

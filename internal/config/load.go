@@ -76,6 +76,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.BcryptCost = int(l.integer(EnvBcryptCost, DefaultBcryptCost, MinBcryptCost, MaxBcryptCost))
 	c.RequestTimeout = l.duration(EnvRequestTimeout, DefaultRequestTimeout, 1)
 	c.ShutdownTimeout = l.duration(EnvShutdownTimeout, DefaultShutdownTimeout, 1)
+	c.DrainDelay = l.duration(EnvDrainDelay, DefaultDrainDelay, 0)
 	c.LogLevel = l.logLevel()
 	c.LogFormat = l.logFormat()
 	c.ServiceKeys = l.serviceKeys()
@@ -123,7 +124,9 @@ func (l *loader) durationOK(name string, def, min time.Duration) (d time.Duratio
 		return def, false
 	}
 	if d < min {
-		if min <= 1 {
+		if min == 0 {
+			l.fail(name, "must not be negative, got %s", d)
+		} else if min <= 1 {
 			l.fail(name, "must be positive, got %s", d)
 		} else {
 			l.fail(name, "must be at least %s, got %s", min, d)

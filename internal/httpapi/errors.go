@@ -54,6 +54,8 @@ var (
 	errNotAuthenticated    = errors.New("no bearer token")
 	errMalformedAuthHeader = errors.New("malformed Authorization header")
 	errPermissionDenied    = errors.New("role does not allow this operation")
+	// errDraining is /readyz's answer once shutdown has begun.
+	errDraining = errors.New("draining for shutdown")
 )
 
 // errorResponse is how one kind of error is answered.
@@ -84,6 +86,7 @@ var errorTable = []struct {
 	{presence.ErrNotFound, errorResponse{status: http.StatusNotFound, body: errorBody{Error: "User not found"}}},
 	{presence.ErrUsernameTaken, errorResponse{status: http.StatusBadRequest, body: errorBody{Error: "A user with that username already exists."}}},
 	{presence.ErrInvalidCursor, errorResponse{status: http.StatusBadRequest, body: errorBody{Error: "Invalid cursor"}}},
+	{errDraining, errorResponse{status: http.StatusServiceUnavailable, body: errorBody{Error: "Shutting down"}}},
 	{presence.ErrUnavailable, errorResponse{status: http.StatusServiceUnavailable, body: errorBody{Error: msgUnavailable}, retry: true}},
 	// The request's deadline ran out while waiting for the store: the
 	// store is too slow to answer, which is unavailability too.

@@ -95,6 +95,10 @@ func (s *server) requestID(next http.Handler) http.Handler {
 			st.id = s.idPrefix + "-" + strconv.FormatUint(s.idSeq.Add(1), 10)
 		}
 		w.Header().Set("X-Request-ID", st.id)
+		if s.isDraining() {
+			// net/http closes the connection after this response.
+			w.Header().Set("Connection", "close")
+		}
 		next.ServeHTTP(&st.sw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	})
 }

@@ -18,8 +18,13 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz answers 200 when the readiness probe (by default a store PING)
-// succeeds within the request timeout, 503 otherwise.
+// succeeds within the request timeout, 503 otherwise, and 503 from the
+// moment the instance starts draining for shutdown.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.isDraining() {
+		s.respondError(w, r, fmt.Errorf("shutting down: %w", errDraining))
+		return
+	}
 	if err := s.ready(r.Context()); err != nil {
 		// Whatever the probe says, not ready means 503 (and a warning with
 		// the cause), never a 500.

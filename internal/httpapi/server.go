@@ -65,6 +65,13 @@ type Config struct {
 	// Shutdown waits for handlers but does not cancel them, so the wiring
 	// closes it when shutdown begins (RegisterOnShutdown). Default: never.
 	StreamsDone <-chan struct{}
+	// Draining, when closed, says the instance is about to stop: /readyz
+	// answers 503 so load balancers route elsewhere, and every response
+	// carries Connection: close so keep-alive clients open their next
+	// connection (to another replica, or to this one while it still
+	// listens) instead of reusing one that shutdown would close under a
+	// request already on its way. Default: never.
+	Draining <-chan struct{}
 	// Dashboard, when set, is served at /admin/ (internal/dashboard).
 	// Default: no dashboard.
 	Dashboard http.Handler
@@ -79,6 +86,16 @@ type Config struct {
 	// address of the per-address login limit. Default none: the client is
 	// the TCP peer.
 	TrustedProxies []netip.Prefix
+}
+
+// isDraining reports whether the Draining channel is closed.
+func (s *server) isDraining() bool {
+	select {
+	case <-s.draining:
+		return true
+	default:
+		return false
+	}
 }
 
 // server holds the dependencies of the handlers.
@@ -108,6 +125,7 @@ type server struct {
 	maxStreams  int
 	streams     atomic.Int64
 	streamsDone <-chan struct{}
+	draining    <-chan struct{}
 
 	// Request IDs are idPrefix + "-" + a counter: unique per process run
 	// without a random read per request.
@@ -185,6 +203,7 @@ func New(cfg Config) (http.Handler, error) {
 		eventPing:    cfg.EventPing,
 		maxStreams:   cfg.MaxEventStreams,
 		streamsDone:  cfg.StreamsDone,
+		draining:     cfg.Draining,
 	}
 	s.limiter, s.trustedProxies = cfg.LoginLimiter, cfg.TrustedProxies
 	// The feed's read waits at most a second (or the ping interval, if

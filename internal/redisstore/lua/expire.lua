@@ -10,17 +10,29 @@
 -- row per session that ended (the stream id is "" when the user stayed online
 -- through another session).
 local now, ttl, maxlen, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local members
+-- members and their scores (false: not in the index), read in one command.
+local members, scores = {}, {}
 if limit > 0 then
-  members = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', now, 'LIMIT', 0, limit)
+  local r = redis.call('ZRANGEBYSCORE', K_DEADLINES, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #r, 2 do
+    members[#members + 1] = r[i]
+    scores[#scores + 1] = r[i + 1]
+  end
 else
-  members = {}
   for i = 6, #ARGV do members[#members + 1] = ARGV[i] end
+  if #members > 0 then scores = redis.call('ZMSCORE', K_DEADLINES, unpack(members)) end
 end
+-- Members removed from the index by this call: when a user's last live
+-- session ends, apply settles all their overdue sessions at once, and the
+-- scores read above are stale for those.
+local gone = {}
 local out = {#members}
-for _, m in ipairs(members) do
+for i, m in ipairs(members) do
   local uid, sid = string.match(m, '^(%d+):(.+)$')
-  local score = redis.call('ZSCORE', K_DEADLINES, m)
+  local score = scores[i]
+  if gone[m] then
+    score = false
+  end
   if not uid then
     redis.call('ZREM', K_DEADLINES, m)
   elseif score and limit == 0 and tonumber(score) > now then
@@ -40,6 +52,7 @@ for _, m in ipairs(members) do
       redis.call('ZADD', K_DEADLINES, now + ttl, m)
     else
       redis.call('ZREM', K_DEADLINES, m)
+      gone[m] = true
       local last = tonumber(score) - ttl
       local skey = k_sessions(uid)
       local rec = parse_session(redis.call('HGET', skey, sid) or '')
@@ -47,7 +60,7 @@ for _, m in ipairs(members) do
         rec.last = tostring(last)
         redis.call('HSET', skey, sid, format_session(rec))
       end
-      local ev = apply(uid, 'expired', now, ttl, maxlen, last)
+      local ev = apply(uid, 'expired', now, ttl, maxlen, last, gone)
       out[#out + 1] = {tonumber(uid), last, tonumber(score), ev or ''}
     end
   end

@@ -27,7 +27,15 @@ local K_IDLESCAN = P .. 'idlescan'
 local function parse_session(v)
   local c, l, r, e, ua = string.match(v, '^(%d*)|(%d*)|([^|]*)|(%d*)|(.*)$')
   if not c then return nil end
-  return {created = c, last = l, rid = r, rexp = tonumber(e) or 0, ua = ua}
+  -- rexp stays a string: formatting a Lua number back goes through
+  -- printf("%.14g"), which showed in profiles of mass expiries. Compare
+  -- with expired_refresh().
+  return {created = c, last = l, rid = r, rexp = e, ua = ua}
+end
+
+-- expired_refresh reports whether the record's refresh token has expired.
+local function expired_refresh(rec, now)
+  return (tonumber(rec.rexp) or 0) <= now
 end
 
 local function format_session(s)
@@ -57,23 +65,41 @@ end
 -- fold_overdue settles the user's sessions that are still in the deadline
 -- index although their live key is gone (TTL ran out, not yet settled by the
 -- listener or the sweep): their entries go, their record keeps the last
--- activity, and the latest last activity is returned.
-local function fold_overdue(uid, latest, ttl)
+-- activity, and the latest last activity is returned. apply calls it only
+-- when no live key of the user is left, so every indexed session of sids is
+-- overdue. Four commands whatever the number of sessions: a mass expiry of
+-- users with many sessions each is bounded by Redis time per call, not per
+-- session. gone, when given, collects the removed members (see expire.lua).
+local function fold_overdue(uid, latest, ttl, sids, gone)
+  if #sids == 0 then return latest end
   local skey = k_sessions(uid)
-  for _, sid in ipairs(redis.call('HKEYS', skey)) do
-    local m = uid .. ':' .. sid
-    local score = redis.call('ZSCORE', K_DEADLINES, m)
-    if score and redis.call('EXISTS', k_live(uid, sid)) == 0 then
-      redis.call('ZREM', K_DEADLINES, m)
-      local last = tonumber(score) - ttl
+  local members = {}
+  for i, sid in ipairs(sids) do members[i] = uid .. ':' .. sid end
+  local scores = redis.call('ZMSCORE', K_DEADLINES, unpack(members))
+  local rm, rmsids, lasts = {}, {}, {}
+  for i = 1, #members do
+    if scores[i] then
+      local last = tonumber(scores[i]) - ttl
       if last > latest then latest = last end
-      local rec = parse_session(redis.call('HGET', skey, sid) or '')
-      if rec then
-        rec.last = tostring(last)
-        redis.call('HSET', skey, sid, format_session(rec))
-      end
+      rm[#rm + 1] = members[i]
+      rmsids[#rmsids + 1] = sids[i]
+      lasts[#lasts + 1] = last
+      if gone then gone[members[i]] = true end
     end
   end
+  if #rm == 0 then return latest end
+  redis.call('ZREM', K_DEADLINES, unpack(rm))
+  local recs = redis.call('HMGET', skey, unpack(rmsids))
+  local upd = {}
+  for i = 1, #rmsids do
+    local rec = parse_session(recs[i] or '')
+    if rec then
+      rec.last = tostring(lasts[i])
+      upd[#upd + 1] = rmsids[i]
+      upd[#upd + 1] = format_session(rec)
+    end
+  end
+  if #upd > 0 then redis.call('HSET', skey, unpack(upd)) end
   return latest
 end
 
@@ -87,15 +113,23 @@ end
 --   otherwise                   -> online
 -- An override never makes a user without a live session look present. An
 -- override whose "until" has passed is removed here. Returns
--- "<new status>|<stream ID>" when it made a transition, else false.
-local function apply(uid, reason, now, ttl, maxlen, last)
+-- "<new status>|<stream ID>" when it made a transition, else false. gone is
+-- passed on to fold_overdue.
+local function apply(uid, reason, now, ttl, maxlen, last, gone)
   local ukey = k_user(uid)
   local live, active = 0, 0
-  for _, sid in ipairs(redis.call('HKEYS', k_sessions(uid))) do
-    local v = redis.call('GET', k_live(uid, sid))
-    if v then
-      live = live + 1
-      if parse_live(v) ~= 'i' then active = active + 1 end
+  -- One HKEYS and one MGET, not a GET per session: a user with many
+  -- sessions costs the same two commands on every change.
+  local sids = redis.call('HKEYS', k_sessions(uid))
+  if #sids > 0 then
+    local keys = {}
+    for i, sid in ipairs(sids) do keys[i] = k_live(uid, sid) end
+    local vals = redis.call('MGET', unpack(keys))
+    for i = 1, #sids do
+      if vals[i] then
+        live = live + 1
+        if parse_live(vals[i]) ~= 'i' then active = active + 1 end
+      end
     end
   end
   local u = redis.call('HMGET', ukey, 'online_status', 'username', 'override', 'override_until', 'last_seen')
@@ -114,7 +148,7 @@ local function apply(uid, reason, now, ttl, maxlen, last)
   if want == cur then return false end
   local last_seen = now
   if want == 'offline' and live == 0 then
-    last_seen = fold_overdue(uid, last or now, ttl)
+    last_seen = fold_overdue(uid, last or now, ttl, sids, gone)
   end
   redis.call('HSET', ukey, 'online_status', want, 'last_seen', last_seen)
   if want == 'offline' then
@@ -173,6 +207,6 @@ local function prune_sessions(uid, now)
   local all = redis.call('HGETALL', k_sessions(uid))
   for i = 1, #all, 2 do
     local rec = parse_session(all[i + 1])
-    if not rec or rec.rexp <= now then end_session(uid, all[i]) end
+    if not rec or expired_refresh(rec, now) then end_session(uid, all[i]) end
   end
 end

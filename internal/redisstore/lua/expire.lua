@@ -29,10 +29,7 @@ local gone = {}
 local out = {#members}
 for i, m in ipairs(members) do
   local uid, sid = string.match(m, '^(%d+):(.+)$')
-  local score = scores[i]
-  if gone[m] then
-    score = false
-  end
+  local score = not gone[m] and scores[i]
   if not uid then
     redis.call('ZREM', K_DEADLINES, m)
   elseif score and limit == 0 and tonumber(score) > now then

@@ -27,15 +27,7 @@ local K_IDLESCAN = P .. 'idlescan'
 local function parse_session(v)
   local c, l, r, e, ua = string.match(v, '^(%d*)|(%d*)|([^|]*)|(%d*)|(.*)$')
   if not c then return nil end
-  -- rexp stays a string: formatting a Lua number back goes through
-  -- printf("%.14g"), which showed in profiles of mass expiries. Compare
-  -- with expired_refresh().
-  return {created = c, last = l, rid = r, rexp = e, ua = ua}
-end
-
--- expired_refresh reports whether the record's refresh token has expired.
-local function expired_refresh(rec, now)
-  return (tonumber(rec.rexp) or 0) <= now
+  return {created = c, last = l, rid = r, rexp = tonumber(e) or 0, ua = ua}
 end
 
 local function format_session(s)
@@ -207,6 +199,6 @@ local function prune_sessions(uid, now)
   local all = redis.call('HGETALL', k_sessions(uid))
   for i = 1, #all, 2 do
     local rec = parse_session(all[i + 1])
-    if not rec or expired_refresh(rec, now) then end_session(uid, all[i]) end
+    if not rec or rec.rexp <= now then end_session(uid, all[i]) end
   end
 end

@@ -15,7 +15,7 @@ local raw = redis.call('HGET', k_sessions(uid), sid)
 if not raw then return {'revoked'} end
 if u[1] ~= 'active' then return {'inactive'} end
 local rec = parse_session(raw)
-if not rec or expired_refresh(rec, now) then
+if not rec or rec.rexp <= now then
   end_session(uid, sid)
   local ev = apply(uid, 'logout', now, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
   return {'revoked', ev or ''}

@@ -13,7 +13,7 @@ local skey = k_sessions(uid)
 local rec = parse_session(redis.call('HGET', skey, sid) or '')
 if not rec then return {'revoked'} end
 if u[1] ~= 'active' then return {'inactive'} end
-if expired_refresh(rec, now) then
+if rec.rexp <= now then
   end_session(uid, sid)
   local ev = apply(uid, 'logout', now, tonumber(ARGV[9]), tonumber(ARGV[10]), now)
   return {'revoked', ev or ''}

@@ -428,7 +428,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("alice's row is at position %d after going online, want among the online rows at the top", got)
 	}
 	aliceHB := startHeartbeats(alice, 300*time.Millisecond, true)
-	defer aliceHB.halt()
+	defer func() { aliceHB.halt() }() // the one running when the test ends
 
 	// Away by hand, then back.
 	r, st = p.latency("alice", "away", func() {
@@ -480,6 +480,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := alice.login(); err != nil {
 		t.Fatal(err)
 	}
+	// She keeps heartbeating, active, until the force-logout: otherwise the
+	// idle scan makes her away 2 s into the wait below (PRESENCE_AWAY_AFTER),
+	// and her row moves to the away group under the click (CI failed on it:
+	// "Could not find node with given id").
+	aliceHB = startHeartbeats(alice, 300*time.Millisecond, true)
 	if p.shownAt("alice", "online", time.Now().Add(-time.Second), 2*time.Second) == 0 {
 		t.Fatal("alice not online again")
 	}
@@ -496,6 +501,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if p.shownAt("alice", "offline", clickedAt, 3*time.Second) == 0 {
 		t.Fatal("alice not offline 3s after the force-logout click")
 	}
+	aliceHB.halt() // its heartbeats after the force-logout got 401
 	if code, _, _ := send(s.base, "POST", "/api/users/heartbeat/", alice.access, nil); code != http.StatusUnauthorized {
 		t.Errorf("alice's token after force-logout: heartbeat got %d, want 401", code)
 	}
